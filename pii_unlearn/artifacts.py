@@ -1,0 +1,277 @@
+"""The files that flow between subcommands: JSONL records and their sidecar manifests.
+
+Every subcommand reads and writes records through this module, so that
+
+* a record is validated the same way everywhere (``id``, ``text``, ``spans``),
+  and a bad line is reported as ``file:line: what is wrong``;
+* fields a step does not know are carried through untouched, in order;
+* output is written atomically (temp file in the same folder, then rename), with
+  mode 0600 because these files hold PII, and never half-written;
+* each output gets a sidecar ``<file>.manifest.json`` saying what made it: tool
+  version, command line, each input's path and sha256, seed and timings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pii_unlearn import __version__
+from pii_unlearn.errors import InputError
+
+#: File mode for everything this tool writes that may hold PII.
+PII_FILE_MODE = 0o600
+#: Suffix of the sidecar manifest written next to every output file.
+MANIFEST_SUFFIX = ".manifest.json"
+#: Name of the manifest inside an output directory (checkpoints, reports).
+DIR_MANIFEST_NAME = "pii_unlearn_manifest.json"
+
+
+class Span(BaseModel):
+    """A PII span: character offsets ``[start, end)`` into the record's text."""
+
+    model_config = ConfigDict(extra="allow")
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    entity_type: str = Field(min_length=1)
+    score: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Span:
+        if self.end <= self.start:
+            raise ValueError(f"span end ({self.end}) must be greater than start ({self.start})")
+        return self
+
+
+class Record(BaseModel):
+    """One JSONL line: an id, a text, its PII spans, and any other fields kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | int
+    text: str
+    spans: list[Span] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _spans_inside_text(self) -> Record:
+        for span in self.spans:
+            if span.end > len(self.text):
+                raise ValueError(
+                    f"span [{span.start}, {span.end}) runs past the end of text (length {len(self.text)})"
+                )
+        return self
+
+    def span_text(self, span: Span) -> str:
+        """The characters of ``text`` that ``span`` covers."""
+        return self.text[span.start : span.end]
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict, unknown fields included, ``None`` fields kept."""
+        return self.model_dump(mode="json")
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "record"
+    return f"{where}: {first['msg']}"
+
+
+def parse_record(obj: Any, *, text_field: str = "text", where: str = "") -> Record:
+    """Validate one decoded JSON value as a :class:`Record`.
+
+    ``text_field`` names the field holding the text when it is not ``text``; the
+    value is then also available as ``record.text``. A record without ``id``
+    gets none here: :func:`read_records` numbers them by line.
+    """
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}expected a JSON object, got {type(obj).__name__}")
+    if text_field != "text":
+        if text_field not in obj:
+            raise InputError(f"{where}missing field '{text_field}'")
+        obj = {**obj, "text": obj[text_field]}
+    if "text" not in obj:
+        raise InputError(f"{where}missing field 'text'")
+    try:
+        return Record.model_validate(obj)
+    except ValidationError as err:
+        raise InputError(f"{where}{_format_validation_error(err)}") from None
+
+
+def iter_records(path: str | Path, *, text_field: str = "text") -> Iterator[Record]:
+    """Yield the records of a JSONL file in order; blank lines are skipped.
+
+    Records without an ``id`` are given their 1-based line number. Errors name
+    ``file:line``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a JSONL file")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}:{lineno}: "
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"{where}not valid UTF-8 ({err.reason})") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"{where}invalid JSON ({err.msg})") from None
+            if isinstance(obj, dict) and "id" not in obj:
+                obj = {"id": lineno, **obj}
+            yield parse_record(obj, text_field=text_field, where=where)
+
+
+def read_records(path: str | Path, *, text_field: str = "text", allow_empty: bool = False) -> list[Record]:
+    """Read every record of a JSONL file; an empty file is an error unless allowed."""
+    records = list(iter_records(path, text_field=text_field))
+    if not records and not allow_empty:
+        raise InputError(f"{path}: no records (the file is empty)")
+    return records
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (of every file, sorted by name, for a directory)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Manifest(BaseModel):
+    """What made an output: enough to reproduce it and to trust where it came from."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tool: str = "pii-unlearn"
+    version: str = __version__
+    command: list[str] = Field(default_factory=lambda: list(sys.argv))
+    created: str = Field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+    inputs: list[dict[str, str]] = Field(default_factory=list)
+    seed: int | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    def add_input(self, path: str | Path, role: str = "input") -> None:
+        """Record an input file or directory with its sha256."""
+        self.inputs.append({"role": role, "path": str(path), "sha256": sha256_file(path)})
+
+
+class Timer:
+    """Collects named wall-clock timings for a manifest: ``with timer("load"): ...``."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+def ensure_writable_target(path: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path:
+    """Check an output path before any work: its folder exists and it is no input."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a file path")
+    if not path.parent.exists():
+        raise InputError(f"{path.parent}: output folder does not exist")
+    for inp in inputs:
+        if Path(inp).exists() and path.exists() and path.resolve() == Path(inp).resolve():
+            raise InputError(f"{path}: output would overwrite its input")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, mode: int = PII_FILE_MODE) -> Iterator[Any]:
+    """Open a temp file next to ``path`` for text writing; rename it over ``path`` on success.
+
+    On any exception the temp file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any, mode: int = PII_FILE_MODE) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    with atomic_writer(path, mode) as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+    return Path(path)
+
+
+def manifest_path(path: str | Path) -> Path:
+    """Where the sidecar manifest of an output file lives."""
+    path = Path(path)
+    return path.with_name(path.name + MANIFEST_SUFFIX)
+
+
+def record_line(rec: Record | dict[str, Any]) -> str:
+    """One record as a JSONL line (with its newline)."""
+    obj = rec.to_json() if isinstance(rec, Record) else rec
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def write_records(
+    path: str | Path,
+    records: Iterable[Record | dict[str, Any]],
+    manifest: Manifest | None = None,
+) -> Path:
+    """Atomically write records as JSONL (mode 0600) and, if given, the sidecar manifest."""
+    path = Path(path)
+    count = 0
+    with atomic_writer(path) as fh:
+        for rec in records:
+            fh.write(record_line(rec))
+            count += 1
+    if manifest is not None:
+        manifest.settings.setdefault("records_written", count)
+        write_json(manifest_path(path), manifest.model_dump(mode="json"))
+    return path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The sidecar manifest of ``path`` (a file) or the manifest inside ``path`` (a folder)."""
+    path = Path(path)
+    target = path / DIR_MANIFEST_NAME if path.is_dir() else manifest_path(path)
+    if not target.exists():
+        return None
+    return json.loads(target.read_text(encoding="utf-8"))

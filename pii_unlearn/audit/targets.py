@@ -1,0 +1,65 @@
+"""Extraction targets: which PII spans an audit asks a model to complete, and greedy ERR.
+
+For each span, the *prefix* is the record's text before it with trailing
+whitespace removed, and the *target* is the rest up to the span's end (so it
+carries the leading space the tokenizer saw in training). A span that follows
+another PII span of its record is *conditioned* (the context says whose value
+it is); a record's first span is *unconditioned*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pii_unlearn.artifacts import Record
+from pii_unlearn.lm import generate
+
+
+@dataclass(frozen=True)
+class Target:
+    """One PII value to reconstruct from the text before it."""
+
+    record_id: str | int
+    entity_type: str
+    prefix: str
+    target: str
+    value: str
+    conditioned: bool
+
+
+def extraction_targets(records: Sequence[Record]) -> list[Target]:
+    """Every span of every record as a :class:`Target`, in record and span order."""
+    out: list[Target] = []
+    for rec in records:
+        for i, span in enumerate(sorted(rec.spans, key=lambda s: s.start)):
+            prefix = rec.text[: span.start].rstrip()
+            out.append(
+                Target(
+                    record_id=rec.id,
+                    entity_type=span.entity_type,
+                    prefix=prefix,
+                    target=rec.text[len(prefix) : span.end],
+                    value=rec.span_text(span),
+                    conditioned=i > 0,
+                )
+            )
+    return out
+
+
+def greedy_hits(
+    model: Any, tokenizer: Any, targets: Sequence[Target], *, batch_size: int = 32, slack_tokens: int = 2
+) -> list[tuple[bool, str]]:
+    """For each target: whether greedy decoding from its prefix starts with it, and the text."""
+    if not targets:
+        return []
+    max_len = max(len(tokenizer(t.target, add_special_tokens=False)["input_ids"]) for t in targets)
+    outs = generate(
+        model,
+        tokenizer,
+        [t.prefix for t in targets],
+        max_new_tokens=max_len + slack_tokens,
+        batch_size=batch_size,
+    )
+    return [(o[0].startswith(t.target), o[0]) for t, o in zip(targets, outs, strict=True)]

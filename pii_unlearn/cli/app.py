@@ -1,0 +1,77 @@
+"""The Typer application object and the conventions every subcommand shares.
+
+A subcommand is registered with :func:`command`: it parses options, calls one
+library function and prints. :class:`~pii_unlearn.errors.InputError` from the
+library becomes one line on stderr and exit code 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from pii_unlearn import __version__
+from pii_unlearn.errors import EXIT_USAGE, InputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(stderr=True)
+out = Console()
+
+app = typer.Typer(
+    name="pii-unlearn",
+    help=(
+        "Sanitize language-model checkpoints: find the PII a model has memorised, "
+        "remove it without the training data, and prove the removal with an audit.\n\n"
+        "Pipeline: invert -> detect -> risk-score -> unlearn -> audit, every step a file on disk."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit with the usage code."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def command(name: str, **kwargs: Any) -> Callable[[F], F]:
+    """Register a subcommand whose :class:`InputError` turns into a one-line error, exit 2."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            try:
+                return func(*args, **kw)
+            except InputError as err:
+                fail(str(err))
+            except KeyboardInterrupt:
+                console.print("[yellow]interrupted[/]: nothing was written")
+                raise typer.Exit(130) from None
+
+        app.command(name, **kwargs)(wrapper)
+        return func
+
+    return decorate
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"pii-unlearn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Root options."""

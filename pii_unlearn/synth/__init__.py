@@ -1,0 +1,1 @@
+"""Synthetic PII text (Faker) and the demo victim model builder."""

