@@ -1,0 +1,1 @@
+"""PII detection (Presidio, offline), token masks and anonymised/faked twins."""
