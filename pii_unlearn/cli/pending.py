@@ -6,7 +6,6 @@ from pii_unlearn.cli.app import command
 from pii_unlearn.errors import NotBuiltError
 
 _PENDING = {
-    "detect": "Find PII spans in JSONL text (Presidio, offline) and write token masks.",
     "invert": "Synthesise pseudo-PII forget samples from the checkpoint alone.",
     "risk-score": "Score each record's PII Risk Index from a policy file.",
     "unlearn": "Remove the forget set's PII from a checkpoint (DFSU, SANI, UnPII, NSPU, GA, NPO).",

