@@ -7,7 +7,6 @@ from pii_unlearn.errors import NotBuiltError
 
 _PENDING = {
     "invert": "Synthesise pseudo-PII forget samples from the checkpoint alone.",
-    "risk-score": "Score each record's PII Risk Index from a policy file.",
     "unlearn": "Remove the forget set's PII from a checkpoint (DFSU, SANI, UnPII, NSPU, GA, NPO).",
     "audit": "Measure leakage and utility before vs after; JSON + HTML report; CI gate.",
 }
