@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,12 +250,14 @@ def save_model(
     *,
     source: str | Path | None = None,
     extra_files: dict[str, str] | None = None,
+    before_commit: Callable[[Path], None] | None = None,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` as a safetensors checkpoint in ``output``.
 
     Written into a temp folder beside ``output`` and renamed, so a failure leaves
     no half-written checkpoint. ``extra_files`` maps file names to text contents
-    (a manifest, a model card) written alongside.
+    (a manifest, a model card) written alongside; ``before_commit`` may write more
+    into the temp folder (an adapter, say) before it becomes ``output``.
     """
     out = check_output_dir(output, source)
     _drop_quantization(model)
@@ -268,8 +271,10 @@ def save_model(
             config_path.write_text(json.dumps(config, indent=2))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        for file in tmp.iterdir():
-            file.chmod(0o600)
+        if before_commit is not None:
+            before_commit(tmp)
+        for file in tmp.rglob("*"):
+            file.chmod(0o700 if file.is_dir() else 0o600)
         tmp.chmod(0o700)
         if out.exists():
             backup = out.with_name(f".{out.name}.old")

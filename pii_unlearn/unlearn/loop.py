@@ -1,0 +1,268 @@
+"""The one training loop every gradient method runs on: accelerate, LoRA or full, guards.
+
+Each step: a batch of forget examples -> the method's forget loss, plus
+``kl_weight`` x KL(original || model) on a batch of retain text. Every
+``eval_every`` steps the guards read the forget PII tokens' mean probability
+(teacher-forced) and the perplexity on held-out retain text. Training stops when
+the PII probability is under its target, or before perplexity rises past its
+limit; the trainable weights of the best reading that kept utility are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from pii_unlearn.checkpoint import architecture_modules
+from pii_unlearn.lm import batched
+from pii_unlearn.unlearn.config import UnlearnSettings
+from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
+from pii_unlearn.unlearn.losses import kl_to_reference, sequence_logprob, target_masks, token_nll
+from pii_unlearn.unlearn.methods.base import Method
+
+
+@dataclass
+class GuardReading:
+    """One reading of the guards."""
+
+    step: int
+    pii_prob: float
+    ppl: float
+    ppl_increase_pct: float
+    loss: float | None = None
+
+
+@dataclass
+class LoopResult:
+    """What the loop did: the readings, where it stopped and why, and the reading it kept."""
+
+    steps: int
+    stop_reason: str
+    readings: list[GuardReading] = field(default_factory=list)
+    kept: GuardReading | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "stop_reason": self.stop_reason,
+            "seconds": round(self.seconds, 3),
+            "kept": asdict(self.kept) if self.kept else None,
+            "readings": [asdict(r) for r in self.readings],
+        }
+
+
+def lora_targets(model: Any, settings: UnlearnSettings) -> list[str]:
+    """LoRA target module names: the settings', else the architecture's MLP projections."""
+    if settings.lora_target_modules:
+        return list(settings.lora_target_modules)
+    mods = architecture_modules(str(model.config.model_type))
+    return [*mods["mlp_in"], *mods["mlp_out"]]
+
+
+def wrap_trainable(model: Any, settings: UnlearnSettings) -> Any:
+    """The model with LoRA adapters (peft) or with every weight trainable."""
+    if not settings.lora:
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_targets(model, settings)
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        from pii_unlearn.errors import InputError
+
+        raise InputError(
+            f"LoRA target module(s) {', '.join(missing)} not found in this model; "
+            "set --set lora_target_modules=NAME,NAME"
+        )
+    config = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+class Reference:
+    """The frozen starting model: the adapter-free base under LoRA, else a frozen copy."""
+
+    def __init__(self, model: Any, lora: bool) -> None:
+        self.model = model
+        self.copy = None if lora else copy.deepcopy(model).requires_grad_(False).eval()
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Any]:
+        if self.copy is not None:
+            yield self.copy
+        else:
+            with self.model.disable_adapter():
+                yield self.model
+
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with self.active() as ref:
+            return ref(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+@torch.no_grad()
+def pii_probability(model: Any, examples: Sequence[ForgetExample], pad_id: int, device: Any) -> float:
+    """Mean teacher-forced probability of the forget set's PII tokens (all tokens if none)."""
+    total, count = 0.0, 0
+    for chunk in batched(examples, 32):
+        batch = collate(chunk, pad_id, device)
+        nll = token_nll(
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+            batch["input_ids"],
+        )
+        pii, other = target_masks(batch)
+        mask = pii if pii.sum() > 0 else pii + other
+        total += float((torch.exp(-nll) * mask).sum())
+        count += int(mask.sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def kept_perplexity(model: Any, examples: Sequence[RetainExample], pad_id: int, device: Any) -> float:
+    """Perplexity over the kept (non-PII) tokens of retain examples."""
+    total, count = 0.0, 0
+    for chunk in batched(examples, 16):
+        batch = collate_retain(chunk, pad_id, device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        mask = batch["keep"][:, 1:].float()
+        total += float((token_nll(logits, batch["input_ids"]) * mask).sum())
+        count += int(mask.sum())
+    return math.exp(total / count) if count else float("nan")
+
+
+def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _restore(model: Any, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def run_loop(
+    model: Any,
+    tokenizer: Any,
+    method: Method,
+    forget: Sequence[ForgetExample],
+    kl_examples: Sequence[RetainExample],
+    guard_examples: Sequence[RetainExample],
+    *,
+    seed: int,
+    device: str,
+    progress: Callable[[GuardReading], None] | None = None,
+) -> tuple[Any, LoopResult]:
+    """Train ``model`` with ``method``; return the (possibly peft-wrapped) model and what happened."""
+    from accelerate import Accelerator
+
+    s = method.settings
+    start = time.perf_counter()
+    random.seed(seed)
+    torch.manual_seed(seed)
+    cpu = not str(device).startswith("cuda")
+    bf16 = (not cpu) and torch.cuda.is_bf16_supported()
+    accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
+    model = wrap_trainable(model, s)
+    reference = Reference(model, s.lora)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    dev = accelerator.device
+    unwrapped = accelerator.unwrap_model(model)
+
+    if method.needs_reference_logp:
+        ref_logp: dict[Any, float] = {}
+        for chunk in batched(forget, 32):
+            batch = collate(chunk, pad, dev)
+            logits = reference.logits(batch["input_ids"], batch["attention_mask"])
+            for ex, lp in zip(chunk, sequence_logprob(logits, batch).tolist(), strict=True):
+                ref_logp[ex.record_id] = lp
+
+    def reading(step: int, loss: float | None, base_ppl: float) -> GuardReading:
+        unwrapped.eval()
+        prob = pii_probability(unwrapped, forget, pad, dev)
+        ppl = kept_perplexity(unwrapped, guard_examples, pad, dev)
+        unwrapped.train()
+        inc = 100.0 * (ppl / base_ppl - 1.0) if base_ppl and math.isfinite(base_ppl) else 0.0
+        return GuardReading(step, prob, ppl, inc, loss)
+
+    first = reading(0, None, float("nan"))
+    base_ppl = first.ppl
+    first.ppl_increase_pct = 0.0
+    readings = [first]
+    kept, best_state = first, _trainable_state(unwrapped)
+    if progress:
+        progress(first)
+    stop_reason = "max_steps"
+    rng = random.Random(seed)
+    order: list[int] = []
+    kl_order: list[int] = []
+    rank, world = accelerator.process_index, accelerator.num_processes
+    step = 0
+    model.train()
+    if first.pii_prob < s.forget_prob_target:
+        stop_reason = "already_below_target"
+    else:
+        for step in range(1, s.max_steps + 1):
+            if len(order) < s.batch_size * world:
+                order.extend(rng.sample(range(len(forget)), len(forget)))
+            take, order = order[: s.batch_size * world], order[s.batch_size * world :]
+            mine = take[rank::world] or take[:1]
+            batch = collate([forget[i] for i in mine], pad, dev)
+            if method.needs_reference_logp:
+                batch["ref_logp"] = torch.tensor([ref_logp[forget[i].record_id] for i in mine], device=dev)
+            with accelerator.autocast():
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss = method.forget_loss(logits, batch)
+                if s.kl_weight > 0 and kl_examples:
+                    if len(kl_order) < s.retain_batch_size:
+                        kl_order.extend(rng.sample(range(len(kl_examples)), len(kl_examples)))
+                    pick, kl_order = kl_order[: s.retain_batch_size], kl_order[s.retain_batch_size :]
+                    rb = collate_retain([kl_examples[i] for i in pick], pad, dev)
+                    ref = reference.logits(rb["input_ids"], rb["attention_mask"])
+                    cur = model(input_ids=rb["input_ids"], attention_mask=rb["attention_mask"]).logits
+                    loss = loss + s.kl_weight * kl_to_reference(cur, ref, rb["keep"])
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, s.grad_clip)
+            optimizer.step()
+            if step % s.eval_every and step != s.max_steps:
+                continue
+            r = reading(step, float(loss.detach()), base_ppl)
+            readings.append(r)
+            if progress:
+                progress(r)
+            within = r.ppl_increase_pct <= s.ppl_limit_pct
+            if within and r.pii_prob < kept.pii_prob:
+                kept, best_state = r, _trainable_state(unwrapped)
+            if not within:
+                stop_reason = "utility_limit"
+                break
+            if r.pii_prob < s.forget_prob_target:
+                stop_reason = "forgot"
+                break
+    _restore(unwrapped, best_state)
+    unwrapped.eval()
+    result = LoopResult(
+        steps=step, stop_reason=stop_reason, readings=readings, kept=kept, seconds=time.perf_counter() - start
+    )
+    return unwrapped, result

@@ -1,0 +1,85 @@
+"""Loss pieces shared by every unlearning method.
+
+All functions take logits of shape ``(B, T, V)`` and a batch with ``input_ids``,
+``attention_mask`` and ``pii_mask`` of shape ``(B, T)``; token ``t`` is predicted
+from position ``t - 1``, so per-token tensors have shape ``(B, T - 1)`` and are
+aligned with ``input_ids[:, 1:]``. Per-sample ``weights`` (UnPII's 1 + PRI) scale
+each sequence's contribution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Per-token negative log-likelihood, ``(B, T - 1)``."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+def target_masks(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(pii, other)`` float masks over predicted tokens: PII targets, and the other real tokens."""
+    valid = batch["attention_mask"][:, 1:].bool()
+    pii = batch["pii_mask"][:, 1:].bool() & valid
+    return pii.float(), (valid & ~pii).float()
+
+
+def per_sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over ``mask`` per sequence, ``(B,)``; 0 where the mask is empty."""
+    return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+def weighted_mean(
+    per_seq: torch.Tensor, weights: torch.Tensor, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Weighted mean of per-sequence values, over the sequences marked ``present``."""
+    w = weights.float() if present is None else weights.float() * present.float()
+    return (per_seq * w).sum() / w.sum().clamp(min=1e-8)
+
+
+def bounded_ascent(nll: torch.Tensor, clamp: float) -> torch.Tensor:
+    """NLL clamped at ``clamp``: once a token is that unlikely, ascent stops pushing it."""
+    return nll.clamp(max=clamp)
+
+
+def masked_contrast(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], *, alpha: float, beta: float, clamp: float
+) -> torch.Tensor:
+    """DFSU's loss: ``alpha * NLL(non-PII tokens) - beta * NLL(PII tokens)`` (ascent bounded)."""
+    nll = token_nll(logits, batch["input_ids"])
+    pii, other = target_masks(batch)
+    has_pii = pii.sum(-1) > 0
+    keep = per_sequence_mean(nll, other)
+    forget = per_sequence_mean(bounded_ascent(nll, clamp), pii)
+    weights = batch["weights"]
+    return alpha * weighted_mean(keep, weights) - beta * weighted_mean(forget, weights, has_pii)
+
+
+def sequence_ascent(logits: torch.Tensor, batch: dict[str, torch.Tensor], *, clamp: float) -> torch.Tensor:
+    """GA's loss: minus the mean (bounded) NLL of every token of the forget sequences."""
+    nll = bounded_ascent(token_nll(logits, batch["input_ids"]), clamp)
+    valid = batch["attention_mask"][:, 1:].float()
+    return -weighted_mean(per_sequence_mean(nll, valid), batch["weights"])
+
+
+def sequence_logprob(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed token log-likelihood of each sequence, ``(B,)``."""
+    nll = token_nll(logits, batch["input_ids"])
+    return -(nll * batch["attention_mask"][:, 1:].float()).sum(-1)
+
+
+def npo(logp: torch.Tensor, ref_logp: torch.Tensor, weights: torch.Tensor, beta: float) -> torch.Tensor:
+    """NPO: ``(2 / beta) * log(1 + (pi / pi_ref) ** beta)`` per sequence, weighted mean."""
+    per_seq = (2.0 / beta) * F.softplus(beta * (logp - ref_logp))
+    return weighted_mean(per_seq, weights)
+
+
+def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of KL(reference || model) over the positions predicting tokens marked in ``keep``."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    ref_logp = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    mask = keep[:, 1:].float()
+    return (kl * mask).sum() / mask.sum().clamp(min=1.0)
