@@ -117,6 +117,8 @@ def model_card(result: UnlearnResult, records: Sequence[Record], forget_sha: str
     """A model-card section saying what was removed and how."""
     types = Counter(s.entity_type for r in records for s in r.spans)
     kept = result.loop.kept
+    st = result.settings
+    trained = f"LoRA r{st.lora_r}, alpha {st.lora_alpha:g} (merged)" if st.lora else "all weights"
     lines = [
         "# Sanitized checkpoint",
         "",
@@ -126,7 +128,7 @@ def model_card(result: UnlearnResult, records: Sequence[Record], forget_sha: str
         f"- Method: `{result.method}` ({get_method(result.method).summary})",
         f"- Forget set: {result.forget_count} records (sha256 `{forget_sha[:16]}...`), PII spans by type: "
         + (", ".join(f"{t} {n}" for t, n in sorted(types.items())) or "none"),
-        f"- Trained: {'LoRA r%d, alpha %g (merged)' % (result.settings.lora_r, result.settings.lora_alpha) if result.settings.lora else 'all weights'}, "
+        f"- Trained: {trained}, "
         f"{result.loop.steps} steps, lr {result.settings.lr:g}, KL weight {result.settings.kl_weight:g}",
         f"- Stopped: {result.loop.stop_reason}",
     ]
