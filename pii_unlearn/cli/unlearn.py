@@ -1,0 +1,98 @@
+"""``pii-unlearn unlearn``: remove a forget set's PII from a checkpoint with a registered method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pii_unlearn.cli.app import command, console, out
+
+
+@command("unlearn")
+def unlearn(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory or .gguf file.")],
+    forget: Annotated[Path, typer.Option(help="Forget set JSONL (records with PII spans).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="New checkpoint directory to write.")],
+    method: Annotated[str, typer.Option(help="dfsu, ga or npo (see --list-methods).")] = "dfsu",
+    config: Annotated[Path | None, typer.Option(help="YAML file of settings for the method.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override one setting: KEY=VALUE (repeatable).")
+    ] = None,
+    retain: Annotated[
+        Path | None,
+        typer.Option(help="Benign JSONL text for the KL term and the utility guard (default: data-free)."),
+    ] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--full", help="Train LoRA adapters or every weight.")
+    ] = None,
+    save_adapter: Annotated[
+        bool, typer.Option(help="Also save the LoRA adapter alone in OUTPUT/adapter.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of sampling and batching.")] = 0,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps at most.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="Field holding the text in the JSONL files.")] = "text",
+) -> None:
+    """Unlearn the forget set's PII and write a new checkpoint (adapter merged, safetensors).
+
+    Guards: the ascent is bounded, training stops once the forget PII tokens' mean
+    probability is under its target, and before benign perplexity rises past its
+    limit; the best reading that kept utility is the one saved.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pii_unlearn.unlearn import run_unlearn, settings_for
+    from pii_unlearn.unlearn.config import parse_set
+
+    overrides = parse_set(set_ or [])
+    if lora is not None:
+        overrides["lora"] = lora
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
+    total = settings_for(method, config, overrides).max_steps
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"unlearn ({method})", total=total, info="")
+
+        def show(r: object) -> None:
+            bar.update(
+                task,
+                completed=r.step,  # type: ignore[attr-defined]
+                info=f"PII p={r.pii_prob:.3f} ppl={r.ppl:.2f} ({r.ppl_increase_pct:+.1f}%)",
+            )  # type: ignore[attr-defined]
+
+        path, result = run_unlearn(
+            model,
+            forget,
+            output,
+            method=method,
+            config=config,
+            overrides=overrides,
+            retain_path=retain,
+            save_adapter=save_adapter,
+            seed=seed,
+            device=device,
+            text_field=text_field,
+            progress=show,
+        )
+    first, kept = result.loop.readings[0], result.loop.kept
+    out.print(
+        f"wrote [bold]{path}[/] with {method}: {result.forget_count} forget records, "
+        f"{result.loop.steps} steps, "
+        f"stopped: {result.loop.stop_reason}, {result.loop.seconds:.1f}s"
+    )
+    if kept is not None:
+        out.print(
+            f"forget PII tokens' mean probability {first.pii_prob:.4f} -> {kept.pii_prob:.4f}; "
+            f"benign perplexity {first.ppl:.3f} -> {kept.ppl:.3f} ({kept.ppl_increase_pct:+.2f}%)"
+        )
