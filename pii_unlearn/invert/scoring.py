@@ -1,0 +1,207 @@
+"""Memorisation scores of PII values found in a model's own text, and de-duplication by value.
+
+Each distinct text is scored once (every token's log-probability given the
+tokens before it); a detected value's tokens are those whose character offsets
+overlap its span, as in the token masks. Per occurrence of a value:
+
+* ``mean_logprob``: mean log-probability of the value's tokens given the text before;
+* ``min_k_logprob``: Min-K% probability, the mean of the lowest ``k`` share of
+  the value's token log-probabilities (at least one token);
+* ``context_min_k``: Min-K% over every token of the text up to the value's end, a
+  membership score of the whole passage (garbled context scores low);
+
+and per distinct value:
+
+* ``recurrence``: in how many independent samples the value turns up.
+
+Occurrences are grouped by value (:func:`group_by_value`); a value's scores are
+those of its best occurrence plus its recurrence. :func:`memorization` maps them
+onto a calibrated confidence in [0, 1] (a logistic model, :data:`CALIBRATION`),
+and values whose confidence reaches the threshold are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Share of tokens that Min-K% averages (the audit uses k = 20% too).
+DEFAULT_MIN_K = 0.2
+#: A value is kept ("memorised") when its memorisation confidence reaches this.
+DEFAULT_KEEP_THRESHOLD = 0.5
+#: Recurrence counts above this add no more confidence.
+RECURRENCE_CAP = 8
+
+#: The log-probability features of an occurrence (``recurrence`` is the fourth input).
+FEATURES: tuple[str, ...] = ("mean_logprob", "min_k_logprob", "context_min_k")
+
+#: Logistic calibration of the memorisation confidence: ``sigmoid(bias + sum(w * feature))``
+#: over the :data:`FEATURES` and ``log2(min(recurrence, RECURRENCE_CAP))``.
+#: Fitted on a demo victim built with a different seed from the benchmark's (bench/invert.py --calibrate).
+CALIBRATION: dict[str, float] = {
+    "bias": 4.0,
+    "mean_logprob": 1.5,
+    "min_k_logprob": 0.25,
+    "context_min_k": 0.5,
+    "recurrence": 1.5,
+}
+
+
+@dataclass
+class Occurrence:
+    """One detected PII value in one distinct text (``sources``: the samples that gave that text)."""
+
+    sample: int
+    text: str
+    start: int
+    end: int
+    entity_type: str
+    detector_score: float
+    sources: frozenset[int] = frozenset()
+    value: str = ""
+    mean_logprob: float = float("-inf")
+    min_k_logprob: float = float("-inf")
+    context_min_k: float = float("-inf")
+    token_count: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.value:
+            self.value = self.text[self.start : self.end]
+
+    def features(self) -> dict[str, float]:
+        """The occurrence's scores, rounded for output."""
+        return {
+            "mean_logprob": round(self.mean_logprob, 4),
+            "min_k_logprob": round(self.min_k_logprob, 4),
+            "context_min_k": round(self.context_min_k, 4),
+        }
+
+
+@dataclass
+class ValueScore:
+    """A distinct PII value with the scores of its best occurrence and its recurrence."""
+
+    value: str
+    entity_type: str
+    best: Occurrence
+    recurrence: int
+    samples: list[int] = field(default_factory=list)
+    memorization: float = 0.0
+
+    def scores(self) -> dict[str, Any]:
+        """The per-span score fields written into records."""
+        return {
+            "memorization": round(self.memorization, 4),
+            **self.best.features(),
+            "recurrence": self.recurrence,
+        }
+
+
+def min_k_mean(logprobs: Sequence[float], k: float = DEFAULT_MIN_K) -> float:
+    """Mean of the lowest ``k`` share of ``logprobs`` (at least one); ``-inf`` when empty."""
+    if not logprobs:
+        return float("-inf")
+    n = max(1, math.ceil(k * len(logprobs)))
+    return sum(sorted(logprobs)[:n]) / n
+
+
+def score_span(
+    logprobs: Sequence[float], offsets: Sequence[tuple[int, int]], start: int, end: int, k: float
+) -> dict[str, float]:
+    """The scores of the span ``[start, end)`` of a scored text (see the module docstring).
+
+    ``logprobs[i]`` is the log-probability of the token with offsets ``offsets[i]``.
+    """
+    idx = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and start < e]
+    if not idx:
+        inf = float("-inf")
+        return {"mean_logprob": inf, "min_k_logprob": inf, "context_min_k": inf}
+    values = [logprobs[i] for i in idx]
+    return {
+        "mean_logprob": sum(values) / len(values),
+        "min_k_logprob": min_k_mean(values, k),
+        "context_min_k": min_k_mean(logprobs[: idx[-1] + 1], k),
+        "token_count": len(values),
+    }
+
+
+def score_occurrences(
+    model: Any,
+    tokenizer: Any,
+    occurrences: Sequence[Occurrence],
+    *,
+    k: float = DEFAULT_MIN_K,
+    batch_size: int = 32,
+) -> None:
+    """Fill in each occurrence's scores in place (each distinct text is run through the model once)."""
+    from pii_unlearn.lm import text_token_logprobs
+
+    texts = list(dict.fromkeys(o.text for o in occurrences))
+    if not texts:
+        return
+    scored = dict(
+        zip(texts, text_token_logprobs(model, tokenizer, texts, batch_size=batch_size), strict=True)
+    )
+    for occ in occurrences:
+        logprobs, offsets = scored[occ.text]
+        found = score_span(logprobs, offsets, occ.start, occ.end, k)
+        occ.mean_logprob = found["mean_logprob"]
+        occ.min_k_logprob = found["min_k_logprob"]
+        occ.context_min_k = found["context_min_k"]
+        occ.token_count = int(found.get("token_count", 0))
+
+
+def memorization(features: dict[str, float], calibration: dict[str, float] | None = None) -> float:
+    """Calibrated confidence in [0, 1] that a value is memorised, from its scores.
+
+    ``features`` holds the :data:`FEATURES` and ``recurrence`` (a count).
+    """
+    c = calibration or CALIBRATION
+    z = c.get("bias", 0.0)
+    for name in FEATURES:
+        x = features[name]
+        if not math.isfinite(x):
+            return 0.0
+        z += c.get(name, 0.0) * x
+    z += c.get("recurrence", 0.0) * math.log2(max(1, min(RECURRENCE_CAP, int(features["recurrence"]))))
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def group_by_value(
+    occurrences: Sequence[Occurrence], calibration: dict[str, float] | None = None
+) -> list[ValueScore]:
+    """One :class:`ValueScore` per distinct (value, entity type), in order of first appearance.
+
+    The best occurrence is the one with the highest mean log-probability (ties:
+    the earliest text); recurrence counts the distinct samples behind its texts.
+    """
+    groups: dict[tuple[str, str], list[Occurrence]] = {}
+    for occ in occurrences:
+        groups.setdefault((occ.value, occ.entity_type), []).append(occ)
+    out: list[ValueScore] = []
+    for (value, etype), occs in groups.items():
+        best = max(occs, key=lambda o: (o.mean_logprob, o.min_k_logprob, -o.sample))
+        sources: set[int] = set()
+        for o in occs:
+            sources |= o.sources or {o.sample}
+        vs = ValueScore(
+            value=value,
+            entity_type=etype,
+            best=best,
+            recurrence=len(sources),
+            samples=sorted({o.sample for o in occs}),
+        )
+        vs.memorization = memorization({**best.features(), "recurrence": vs.recurrence}, calibration)
+        out.append(vs)
+    return out
+
+
+def select_samples(values: Sequence[ValueScore], threshold: float) -> list[int]:
+    """The texts to keep: the best occurrence's text of every memorised value, in order.
+
+    This de-duplicates by value: each memorised value is carried by the one text
+    where it scored best (identical texts are one), not by every text it recurs in.
+    """
+    return sorted({vs.best.sample for vs in values if vs.memorization >= threshold})
