@@ -1,0 +1,231 @@
+"""Tests for unlearning: loss masking, masks from spans, guards, LoRA merge round trip, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pii_unlearn.artifacts import Record, read_records
+from pii_unlearn.checkpoint import load_model
+from pii_unlearn.cli import app
+from pii_unlearn.errors import InputError
+from pii_unlearn.lm import generate
+from pii_unlearn.pii.masks import token_mask
+from pii_unlearn.synth.victim import PLANTED_FILE
+from pii_unlearn.unlearn import merged, run_unlearn, settings_for, unlearn_model
+from pii_unlearn.unlearn.config import parse_set
+from pii_unlearn.unlearn.data import collate, forget_examples
+from pii_unlearn.unlearn.losses import kl_to_reference, masked_contrast, npo, token_nll
+from pii_unlearn.unlearn.methods import METHODS
+
+FAST = {"retain_source": "builtin", "eval_every": 5, "guard_texts": 8}
+
+
+def _batch(pii: list[list[int]]) -> dict[str, torch.Tensor]:
+    ids = torch.tensor([[1, 2, 3, 4]] * len(pii))
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pii_mask": torch.tensor(pii),
+        "weights": torch.ones(len(pii)),
+    }
+
+
+def test_masked_contrast_separates_pii_from_other_tokens() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 6)
+    batch = _batch([[0, 0, 1, 1]])
+    nll = token_nll(logits, batch["input_ids"])[0]  # predicts tokens 2, 3, 4
+    expected = nll[0] - nll[1:].mean()
+    got = masked_contrast(logits, batch, alpha=1.0, beta=1.0, clamp=100.0)
+    assert torch.allclose(got, expected)
+    # the ascent is bounded: a clamp below every NLL leaves the PII term constant
+    clamped = masked_contrast(logits, batch, alpha=0.0, beta=1.0, clamp=1e-3)
+    assert torch.allclose(clamped, torch.tensor(-1e-3))
+
+
+def test_masked_contrast_gradient_only_on_pii_targets_when_alpha_zero() -> None:
+    logits = torch.randn(1, 4, 6, requires_grad=True)
+    masked_contrast(logits, _batch([[0, 0, 0, 1]]), alpha=0.0, beta=1.0, clamp=100.0).backward()
+    grad_rows = logits.grad[0].abs().sum(-1)
+    assert grad_rows[2] > 0 and grad_rows[0] == 0 and grad_rows[1] == 0
+
+
+def test_npo_and_kl_basics() -> None:
+    lp = torch.tensor([-5.0, -3.0])
+    zero = npo(lp, lp, torch.ones(2), beta=0.1)
+    assert abs(float(zero) - 2 / 0.1 * math.log(2.0)) < 1e-4
+    assert npo(lp - 10, lp, torch.ones(2), 0.1) < zero
+    logits = torch.randn(2, 5, 7)
+    assert kl_to_reference(logits, logits, torch.ones(2, 5)).abs() < 1e-6
+
+
+def test_masks_from_spans_when_record_lacks_them(victim) -> None:
+    tok = victim.tokenizer
+    rec = Record(
+        id=1,
+        text="Customer Ann Lee has SSN 123-45-6789.",
+        spans=[{"start": 25, "end": 36, "entity_type": "US_SSN"}],
+    )
+    [ex] = forget_examples([rec], tok, max_length=64, require_spans=True)
+    ids, mask = token_mask(tok, rec.text, rec.spans)
+    assert ex.input_ids == ids and ex.pii_mask == mask and sum(mask) >= 3
+    pii_text = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    assert pii_text.strip().replace(" ", "") == "123-45-6789"
+    # a given token_mask of the right length wins
+    given = [0] * len(ids)
+    given[1] = 1
+    rec2 = Record.model_validate({**rec.to_json(), "token_mask": given})
+    [ex2] = forget_examples([rec2], tok, max_length=64, require_spans=True)
+    assert ex2.pii_mask == given
+    batch = collate([ex, ex2], tok.pad_token_id, "cpu")
+    assert batch["pii_mask"].shape == batch["input_ids"].shape
+
+
+def test_registry_and_settings() -> None:
+    assert {"ga", "npo", "dfsu"} <= set(METHODS)
+    s = settings_for("dfsu", None, parse_set(["lr=1e-3", "lora_target_modules=a,b", "lora=false"]))
+    assert s.lr == 1e-3 and s.lora_target_modules == ["a", "b"] and s.lora is False
+    assert settings_for("dfsu").lora_r == 4 and settings_for("dfsu").lora_alpha == 32
+    with pytest.raises(InputError, match="unknown method 'nope'"):
+        settings_for("nope")
+    with pytest.raises(InputError, match="lr"):
+        settings_for("dfsu", None, {"lr": -1})
+    with pytest.raises(InputError, match="Extra inputs"):
+        settings_for("dfsu", None, {"learning_rate": 1})
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        parse_set(["lr"])
+
+
+def _fresh(victim_dir: Path):
+    return load_model(victim_dir, device="cpu")
+
+
+def test_guard_stops_when_already_forgotten(victim_dir: Path) -> None:
+    loaded = _fresh(victim_dir)
+    records = read_records(victim_dir / PLANTED_FILE)[:4]
+    settings = settings_for("dfsu", None, {**FAST, "forget_prob_target": 0.999})
+    result = unlearn_model(loaded.model, loaded.tokenizer, records, settings=settings)
+    assert result.loop.stop_reason == "already_below_target" and result.loop.steps == 0
+
+
+def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
+    loaded = _fresh(victim_dir)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    records = read_records(victim_dir / PLANTED_FILE)[:8]
+    settings = settings_for(
+        "ga",
+        None,
+        {
+            **FAST,
+            "lr": 5e-2,
+            "lora": False,
+            "kl_weight": 0.0,
+            "ppl_limit_pct": 0.0,
+            "eval_every": 1,
+            "max_steps": 10,
+        },
+    )
+    result = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", settings=settings)
+    assert result.loop.stop_reason == "utility_limit"
+    kept = result.loop.kept
+    assert kept is not None and kept.ppl_increase_pct <= 0.0
+    if kept.step == 0:
+        after = result.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("method", ["ga", "npo"])
+def test_baselines_lower_forget_likelihood(victim_dir: Path, method: str) -> None:
+    loaded = _fresh(victim_dir)
+    records = read_records(victim_dir / PLANTED_FILE)[:8]
+    settings = settings_for(method, None, {**FAST, "lr": 1e-3, "max_steps": 10, "ppl_limit_pct": 1e9})
+    result = unlearn_model(loaded.model, loaded.tokenizer, records, method=method, settings=settings)
+    first, kept = result.loop.readings[0], result.loop.kept
+    assert kept is not None and kept.pii_prob < first.pii_prob
+
+
+def test_run_unlearn_writes_mergeable_checkpoint(victim_dir: Path, tmp_path: Path) -> None:
+    out, result = run_unlearn(
+        victim_dir,
+        victim_dir / PLANTED_FILE,
+        tmp_path / "clean",
+        method="dfsu",
+        overrides={**FAST, "max_steps": 10, "lr": 1e-3},
+        save_adapter=True,
+        seed=3,
+    )
+    assert (out / "model.safetensors").exists() and (out / "adapter" / "adapter_config.json").exists()
+    manifest = json.loads((out / "pii_unlearn_manifest.json").read_text())
+    assert manifest["seed"] == 3 and manifest["settings"]["method"] == "dfsu"
+    assert [i["role"] for i in manifest["inputs"]] == ["model", "forget"]
+    assert "PII sanitization" in (out / "README.md").read_text()
+    again = load_model(out, device="cpu")
+    assert not hasattr(again.model, "peft_config")
+    texts = generate(again.model, again.tokenizer, ["Customer"], max_new_tokens=8)
+    assert isinstance(texts[0][0], str)
+    # the merged weights are the trained ones
+    ids = again.tokenizer("Customer", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(again.model(ids).logits, merged(result.model)(ids).logits, atol=1e-5)
+
+
+def test_generated_retain_is_data_free_and_masks_pii(victim, victim_dir: Path) -> None:
+    from pii_unlearn.unlearn.data import generated_retain
+
+    examples = generated_retain(
+        victim.model, victim.tokenizer, count=8, max_new_tokens=48, seed=0, max_length=128
+    )
+    assert examples and all(len(e.keep) == len(e.input_ids) for e in examples)
+    assert any(0 in e.keep for e in examples)  # the victim's own samples carry PII, masked out
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, ["unlearn", *args])
+
+
+def test_cli_bad_input(victim_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    nospans = tmp_path / "nospans.jsonl"
+    nospans.write_text(json.dumps({"id": 1, "text": "hello there"}) + "\n")
+    planted = str(victim_dir / PLANTED_FILE)
+    cases = [
+        (["--forget", str(empty)], "empty"),
+        (["--forget", str(nospans)], "no forget record has PII spans"),
+        (["--forget", planted, "--method", "magic"], "unknown method 'magic'"),
+        (["--forget", planted, "--set", "lr=oops"], "lr"),
+        (["--forget", planted, "--set", "nonsense=1"], "nonsense"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out"
+        result = _invoke("--model", str(victim_dir), "--output", str(out), *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.output
+        assert not out.exists()
+    result = _invoke("--model", str(victim_dir), "--forget", planted, "--output", str(victim_dir))
+    assert result.exit_code == 2 and "input checkpoint" in result.output
+
+
+def test_cli_unlearn_runs(victim_dir: Path, tmp_path: Path) -> None:
+    result = _invoke(
+        "--model",
+        str(victim_dir),
+        "--forget",
+        str(victim_dir / PLANTED_FILE),
+        "--output",
+        str(tmp_path / "o"),
+        "--method",
+        "npo",
+        "--max-steps",
+        "3",
+        "--set",
+        "retain_source=builtin",
+    )
+    assert result.exit_code == 0, result.output
+    assert "stopped" in result.output
