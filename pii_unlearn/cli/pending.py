@@ -6,7 +6,6 @@ from pii_unlearn.cli.app import command
 from pii_unlearn.errors import NotBuiltError
 
 _PENDING = {
-    "unlearn": "Remove the forget set's PII from a checkpoint (DFSU, SANI, UnPII, NSPU, GA, NPO).",
     "audit": "Measure leakage and utility before vs after; JSON + HTML report; CI gate.",
 }
 
