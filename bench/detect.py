@@ -15,6 +15,7 @@ import os
 import platform
 import random
 import re
+import statistics
 import sys
 import time
 from collections import Counter
@@ -30,6 +31,8 @@ from pii_unlearn.pii.detect import BLANK_MODEL, DEFAULT_NLP_MODEL, Detector
 
 SEED = 7
 N_TEXTS = 800
+#: Timed passes over the set; the best and the median rate are reported (the machine is shared).
+REPEATS = 3
 #: Entity types with an F1 target, and the target.
 TARGETS: dict[str, float] = {
     E.EMAIL_ADDRESS: 0.9,
@@ -40,6 +43,9 @@ TARGETS: dict[str, float] = {
     E.IBAN_CODE: 0.9,
     E.PERSON: 0.8,
 }
+
+#: Entity types that only an NER pipeline can find (no target for the pattern-only pipeline).
+NER_ONLY = frozenset({E.PERSON})
 
 #: Sentence templates: ``{TYPE}`` is a labelled PII value, ``{~kind}`` a benign distractor.
 TEMPLATES: tuple[str, ...] = (
@@ -71,6 +77,9 @@ TEMPLATES: tuple[str, ...] = (
     "The attacker rotated between {IP_ADDRESS} and {IP_ADDRESS} within {~count} minutes.",
     "Questions about the audit go to {EMAIL_ADDRESS} or {PHONE_NUMBER}.",
     "{PERSON} reported the lost card {CREDIT_CARD} on {DATE_TIME}.",
+    "Ship the replacement router to {STREET} by Tuesday.",
+    "The tenant at {STREET} complained about the heating again.",
+    "{PERSON} gave {STREET}, {LOCATION} as her mailing address.",
 )
 
 #: Sentences without PII but with numbers and capitalised words that look like it.
@@ -85,7 +94,11 @@ BENIGN_TEMPLATES: tuple[str, ...] = (
     "Ticket {~order} was closed after the patch {~version} was deployed.",
     "The committee approved the new budget of {~price} for next year.",
     "In {~year} the museum added a wing for modern sculpture.",
+    "The kiosk sold {~count} Green Valley passes over the long weekend.",
 )
+
+#: Slots labelled with another entity type than their name.
+SLOT_TYPES = {"STREET": E.LOCATION}
 
 
 def _phone(f: Faker) -> str:
@@ -147,6 +160,7 @@ def generators(seed: int) -> dict[str, Callable[[Faker], str]]:
         E.IBAN_CODE: _iban(locales),
         E.IP_ADDRESS: lambda f: f.ipv4_public() if f.random_int(0, 4) else f.ipv6(),
         E.LOCATION: lambda f: f.random_element([f.city, f.state, f.country])(),
+        "STREET": lambda f: f.street_address(),
         E.DATE_TIME: _date,
         E.URL: lambda f: f.url() + f.random_element(["", "login", "docs/intro"]),
         "~price": lambda f: f"${f.random_int(5, 9999)}.{f.random_int(0, 99):02d}",
@@ -160,6 +174,24 @@ def generators(seed: int) -> dict[str, Callable[[Faker], str]]:
         "~vendor": lambda f: f.random_element(["the print shop", "the supplier", "our landlord"]),
     }
 
+
+#: What the numbers do not say, written under the tables.
+NOTES = (
+    "## Notes",
+    "",
+    "- The set is synthetic and clean: Faker values in sentences written for this benchmark. "
+    "Real text (typos, unusual formats, names that are also words) is harder; read these as an "
+    "upper bound, especially for PERSON and LOCATION.",
+    "- Values: phones in six US formats (including area/exchange codes libphonenumber rejects), "
+    "SSNs, Visa/Mastercard (both series)/Amex/Discover numbers plain or grouped, IBANs of five "
+    "countries plain or grouped, IPv4 and IPv6, three e-mail styles, names with and without "
+    "titles/suffixes, cities/states/countries and US street addresses (LOCATION), four date formats.",
+    "- DATE_TIME means calendar dates here: times, durations and bare years are not flagged. "
+    "Pattern-only finds numeric dates only; textual dates need NER.",
+    "- LOCATION errors: NER tags invented Faker towns as PERSON or misses them; the street-address "
+    "pattern also fires on `<number> <Capitalised words> <street suffix>` that is no address "
+    '("sold 597 Green Valley passes", one of the benign templates).',
+)
 
 _SLOT = re.compile(r"\{(~?[A-Za-z_]+)\}")
 
@@ -175,6 +207,7 @@ def render(template: str, fake: Faker, gens: dict[str, Callable[[Faker], str]]) 
         kind = m.group(1)
         value = gens[kind](fake)
         if not kind.startswith("~"):
+            kind = SLOT_TYPES.get(kind, kind)
             spans.append(Span(start=length, end=length + len(value), entity_type=kind))
         parts.append(value)
         length += len(value)
@@ -238,23 +271,27 @@ def run(nlp_model: str | None, data: list[tuple[str, list[Span]]]) -> dict[str, 
     load = time.perf_counter() - t0
     texts = [t for t, _ in data]
     detector.analyze(texts[:64])  # warm-up: lazy recognizer loading, caches
-    t0 = time.perf_counter()
-    pred = detector.analyze(texts)
-    seconds = time.perf_counter() - t0
+    rates = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        pred = detector.analyze(texts)
+        rates.append(len(texts) / (time.perf_counter() - t0))
     gold = [g for _, g in data]
     return {
         "detector": detector,
         "load": load,
-        "tps": len(texts) / seconds,
+        "tps": max(rates),
+        "tps_median": statistics.median(rates),
+        "ner": detector.has_ner,
         "lenient": score(gold, pred),
         "exact": score(gold, pred, exact=True),
         "pred": pred,
     }
 
 
-def _row(kind: str, lenient: tuple[int, int, int], exact: tuple[int, int, int]) -> str:
+def _row(kind: str, lenient: tuple[int, int, int], exact: tuple[int, int, int], ner: bool) -> str:
     p, r, f1 = prf(*lenient)
-    target = TARGETS.get(kind)
+    target = TARGETS.get(kind) if ner or kind not in NER_ONLY else None
     mark = "" if target is None else (" ✓" if f1 >= target else " ✗")
     t = "" if target is None else f"{target:.1f}"
     n = lenient[0] + lenient[2]
@@ -263,6 +300,7 @@ def _row(kind: str, lenient: tuple[int, int, int], exact: tuple[int, int, int]) 
 
 def main() -> None:
     data = eval_set(N_TEXTS, SEED)
+    load_avg = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     runs = {
         "pattern-only (blank spaCy)": run(BLANK_MODEL, data),
         f"NER ({DEFAULT_NLP_MODEL})": run(None, data),
@@ -282,11 +320,16 @@ def main() -> None:
         "A prediction counts when it has the gold type and overlaps the gold span; `exact F1` "
         "needs identical boundaries. Default settings: threshold 0.5, batch 64, one process.",
         "",
-        "| pipeline | texts/s | load (s) |",
-        "|---|---:|---:|",
+        f"Throughput: one-sentence texts, best (and median) of {REPEATS} passes over the set, "
+        "after a warm-up; load time of the first pipeline includes importing Presidio and spaCy. "
+        f"Load average when the run started: {load_avg}. "
+        "Targets: >= 300 texts/s pattern-only, >= 100 texts/s NER.",
+        "",
+        "| pipeline | texts/s (best) | texts/s (median) | load (s) |",
+        "|---|---:|---:|---:|",
     ]
     for name, res in runs.items():
-        lines.append(f"| {name} | {res['tps']:.0f} | {res['load']:.1f} |")
+        lines.append(f"| {name} | {res['tps']:.0f} | {res['tps_median']:.0f} | {res['load']:.1f} |")
     for name, res in runs.items():
         lines += [
             "",
@@ -297,10 +340,11 @@ def main() -> None:
         ]
         lenient, exact = res["lenient"], res["exact"]
         for kind in lenient:
-            lines.append(_row(kind, lenient[kind], exact.get(kind, (0, 0, 0))))
+            lines.append(_row(kind, lenient[kind], exact.get(kind, (0, 0, 0)), bool(res["ner"])))
         print(name, f"{res['tps']:.0f} texts/s")
         for kind in lenient:
             print("  ", kind, lenient[kind], [f"{x:.3f}" for x in prf(*lenient[kind])])
+    lines += ["", *NOTES]
     Path(__file__).with_name("detect.md").write_text("\n".join(lines) + "\n")
 
 

@@ -125,6 +125,14 @@ def test_precision_rules(detector: Detector) -> None:
     assert detector.analyzer.context_aware_enhancer.context_matching_mode == "whole_word"
 
 
+def test_street_addresses_are_locations(detector: Detector, patterns: Detector) -> None:
+    texts = ["Ann Lee lives at 2694 Alan Wells Apt. 939 with her dog.", "In 2019 Mark Hill joined us."]
+    for det in (detector, patterns):
+        found = [_found(t, s) for t, s in zip(texts, det.analyze(texts), strict=True)]
+        assert found[0].get("LOCATION") == "2694 Alan Wells Apt. 939"
+        assert "LOCATION" not in found[1]
+
+
 def test_off_by_default_recognizer_can_be_enabled() -> None:
     text = "Renew driver license A1234567 soon."
     on = Detector(nlp_model=BLANK_MODEL, entities=["US_DRIVER_LICENSE"])

@@ -21,6 +21,7 @@ field naming the recognizer that found them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import re
@@ -196,6 +197,54 @@ def _phone_recognizers(language: str) -> list[Any]:
     return [ValidPhoneRecognizer(supported_language=language, name="PhoneRecognizer"), shaped]
 
 
+_STREET_SUFFIX_WORDS = """
+Alley Annex Arcade Avenue Ave Bayou Beach Bend Bluff Bluffs Bottom Boulevard Blvd Branch Bridge Brook
+Brooks Burg Burgs Bypass Camp Canyon Cape Causeway Center Centers Circle Cir Circles Cliff Cliffs Club
+Common Commons Corner Corners Course Court Ct Courts Cove Coves Creek Crescent Crest Crossing Crossroad
+Curve Dale Dam Divide Drive Dr Drives Estate Estates Expressway Extension Extensions Fall Falls Ferry
+Field Fields Flat Flats Ford Fords Forest Forge Forges Fork Forks Fort Freeway Garden Gardens Gateway
+Glen Glens Green Greens Grove Groves Harbor Harbors Haven Heights Highway Hwy Hill Hills Hollow Inlet
+Island Islands Isle Junction Junctions Key Keys Knoll Knolls Lake Lakes Land Landing Lane Ln Light
+Lights Loaf Lock Locks Lodge Loop Mall Manor Manors Meadow Meadows Mews Mill Mills Mission Motorway
+Mount Mountain Mountains Neck Orchard Oval Overpass Park Parks Parkway Pkwy Parkways Pass Passage Path
+Pike Pine Pines Place Pl Plain Plains Plaza Point Points Port Ports Prairie Radial Ramp Ranch Rapid
+Rapids Rest Ridge Ridges River Road Rd Roads Route Row Rue Run Shoal Shoals Shore Shores Skyway Spring
+Springs Spur Spurs Square Sq Squares Station Stravenue Stream Street St Streets Summit Terrace Ter
+Throughway Trace Track Trafficway Trail Trl Trailer Tunnel Turnpike Underpass Union Unions Valley
+Valleys Via Viaduct View Views Village Villages Ville Vista Walk Walks Wall Way Ways Well Wells
+"""
+#: Street suffixes: USPS Publication 28's standard names and the usual abbreviations.
+STREET_SUFFIXES: tuple[str, ...] = tuple(_STREET_SUFFIX_WORDS.split())
+#: A US street address: house number, one to three capitalised words, a street suffix, maybe a unit;
+#: not after a preposition that introduces a year. Case-sensitive (``(?-i:...)``) although Presidio
+#: compiles patterns case-insensitively.
+US_STREET_ADDRESS = (
+    r"(?<!\b(?:in|since|by|until|before|after|from|during|of)\s+)"  # "in 2019 Mark Hill ...": a year
+    r"(?-i:\b\d{1,6}(?:\s+(?:[NSEW]\.?|[A-Z][a-zA-Z'-]+)){1,3}\s+(?:"
+    + "|".join(sorted(set(STREET_SUFFIXES), key=len, reverse=True))
+    + r")\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)\s*[A-Za-z0-9-]+)?)"
+)
+#: Score of a street address (a pattern, but numbers followed by names are not always addresses).
+STREET_ADDRESS_SCORE = 0.5
+STREET_ADDRESS_CONTEXT = [
+    "address", "live", "lives", "lived", "living", "reside", "resides", "street", "home", "ship",
+    "deliver", "mail", "located", "moved",
+]  # fmt: skip
+
+
+def _street_address_recognizer(language: str) -> Any:
+    """US street addresses as LOCATION (spaCy's NER finds cities and countries, not addresses)."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity=E.LOCATION,
+        name="UsStreetAddressRecognizer",
+        supported_language=language,
+        patterns=[Pattern("US street address", US_STREET_ADDRESS, STREET_ADDRESS_SCORE)],
+        context=STREET_ADDRESS_CONTEXT,
+    )
+
+
 def _lower_lemma(doc: Any) -> Any:
     """Use each token's lower-cased text as its lemma (pipelines without a lemmatizer).
 
@@ -327,7 +376,7 @@ def _recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]:
         registry.load_predefined_recognizers(languages=[language], nlp_engine=engine)
     finally:
         presidio_log.setLevel(level)
-    out: list[Any] = []
+    out: list[Any] = [_street_address_recognizer(language)] if language == "en" else []
     for rec in registry.recognizers:
         if isinstance(rec, SpacyRecognizer):
             if has_ner:
@@ -448,7 +497,7 @@ def resolve_overlaps(spans: Sequence[Span], ner_recognizers: frozenset[str] = NE
 _MONTH = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)(?:[a-z]*)\.?\b", re.IGNORECASE
 )
-_NUMERIC_DATE = re.compile(r"\b\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b")
+_NUMERIC_DATE = re.compile(r"\b(?:\d{4}([/.-])\d{1,2}\1\d{1,2}|\d{1,2}([/.-])\d{1,2}\2(?:\d{4}|\d{2}))\b")
 #: Entity types that name someone or somewhere: no digits, no e-mail or URL syntax.
 _NAME_TYPES = frozenset({E.PERSON, E.LOCATION, "NRP"})
 
@@ -457,16 +506,28 @@ def _plausible(text: str, span: Span) -> bool:
     """Whether a span is worth keeping, by what its characters look like.
 
     Dates must be calendar dates (a month name or a numeric d/m/y), not times,
-    durations or bare years; names and places hold no digits, ``@`` or ``://``.
+    durations or bare years; names and places guessed by NER hold no digits, ``@``
+    or ``://``, unless the place is a whole street address.
     """
     piece = text[span.start : span.end]
     if not any(ch.isalnum() for ch in piece):
         return False
     if span.entity_type == E.DATE_TIME:
         return bool(_MONTH.search(piece) or _NUMERIC_DATE.search(piece))
-    if span.entity_type in _NAME_TYPES:
-        return not (_DIGIT.search(piece) or "@" in piece or "://" in piece)
+    if span.entity_type in _NAME_TYPES and getattr(span, "recognizer", "") in NER_RECOGNIZERS:
+        if "@" in piece or "://" in piece:
+            return False
+        if _DIGIT.search(piece):
+            # Presidio drops a pattern match that an equal NER span outscores: keep real addresses
+            return span.entity_type == E.LOCATION and bool(_street_address_regex().fullmatch(piece))
     return True
+
+
+@functools.lru_cache(maxsize=1)
+def _street_address_regex() -> Any:
+    import regex
+
+    return regex.compile(US_STREET_ADDRESS, regex.IGNORECASE)
 
 
 def _trim(text: str, span: Span) -> Span | None:
