@@ -185,6 +185,21 @@ def test_workers_give_the_same_spans(patterns: Detector) -> None:
     assert patterns.analyze(texts, batch_size=3, workers=2) == patterns.analyze(texts, batch_size=3)
 
 
+def test_without_the_ner_package_falls_back_to_patterns_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import spacy.util
+
+    from pii_unlearn.pii.detect import DEFAULT_NLP_MODEL, NO_NER_WARNING
+
+    real = spacy.util.is_package
+    monkeypatch.setattr(spacy.util, "is_package", lambda name: name != DEFAULT_NLP_MODEL and real(name))
+    fallback = Detector()
+    assert fallback.warnings == [NO_NER_WARNING] and not fallback.has_ner
+    assert "PERSON" not in fallback.entities
+    assert _found(TEXT, fallback.analyze([TEXT])[0]) == {k: v for k, v in EXPECTED.items() if k != "PERSON"}
+
+
 def test_unknown_entity_and_model() -> None:
     with pytest.raises(InputError, match="FOO"):
         Detector(nlp_model=BLANK_MODEL, entities=["FOO"])

