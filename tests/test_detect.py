@@ -286,6 +286,32 @@ def test_detection_runs_with_sockets_blocked(tmp_path: Path, network_attempts: l
     assert network_attempts == []
 
 
+_FRESH_PROCESS_SCRIPT = """
+import socket, sys
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(args)
+    raise OSError("network access attempted")
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = socket.getaddrinfo = refuse
+from pii_unlearn.pii.detect import Detector
+spans = Detector().analyze([sys.argv[1]])[0]
+print(len(spans), len(attempts))
+"""
+
+
+def test_fresh_process_never_touches_the_network() -> None:
+    """Imports included: a new interpreter with sockets blocked from its first line."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, TEXT], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(len(EXPECTED)), "0"]
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
 
