@@ -133,6 +133,16 @@ def test_street_addresses_are_locations(detector: Detector, patterns: Detector) 
         assert "LOCATION" not in found[1]
 
 
+def test_building_detectors_leaves_presidio_unchanged(patterns: Detector) -> None:
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    before = list(CreditCardRecognizer.PATTERNS)
+    Detector(nlp_model=BLANK_MODEL)
+    assert before == CreditCardRecognizer.PATTERNS
+    text = "Card 2720 3363 3875 0048 (a 2-series Mastercard)."
+    assert _found(text, patterns.analyze([text])[0]) == {"CREDIT_CARD": "2720 3363 3875 0048"}
+
+
 def test_off_by_default_recognizer_can_be_enabled() -> None:
     text = "Renew driver license A1234567 soon."
     on = Detector(nlp_model=BLANK_MODEL, entities=["US_DRIVER_LICENSE"])

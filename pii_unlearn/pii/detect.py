@@ -385,7 +385,8 @@ def _recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]:
         elif type(rec) is PhoneRecognizer:
             out.extend(_phone_recognizers(language))
         elif type(rec) is CreditCardRecognizer:
-            rec.patterns.append(Pattern("Mastercard 2-series (weak)", MASTERCARD_2_SERIES, 0.3))
+            # a new list: the instance shares Presidio's class-level pattern list
+            rec.patterns = [*rec.patterns, Pattern("Mastercard 2-series (weak)", MASTERCARD_2_SERIES, 0.3)]
             out.append(rec)
         else:
             out.append(rec)
