@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -67,6 +68,16 @@ MAX_HARVESTED_CHARS = 80
 MAX_NEW_HARVESTED = 16
 #: A sampled text is refined when its first value's single-occurrence confidence reaches this.
 DEFAULT_REFINE_THRESHOLD = 0.2
+#: Enumeration at a harvested prefix: next tokens at least this likely are followed...
+DEFAULT_BRANCH_MIN_PROB = 0.02
+#: ...for this many tokens, unless the most likely next token is at least this likely...
+DEFAULT_BRANCH_DEPTH = 3
+BRANCH_CONFIDENT = 0.9
+#: ...with at most this many alternatives per position and this many heads per prefix.
+BRANCH_WIDTH = 16
+DEFAULT_BRANCH_LEAVES = 48
+#: Sampling priority of an enumerated prefix before any sample from it (enumeration took its likely values).
+ENUMERATED_PRIOR = 0.1
 
 
 def _call_seed(seed: int, round_no: int, batch_no: int) -> int:
@@ -146,6 +157,53 @@ def greedy_texts(
     return out
 
 
+def branch_heads(
+    loaded: LoadedModel,
+    prefix: str,
+    *,
+    min_prob: float,
+    depth: int,
+    max_heads: int,
+    batch_size: int,
+) -> list[str]:
+    """The likely ways the model goes on from ``prefix``: heads to continue greedily.
+
+    Breadth-first over next tokens: every token at least ``min_prob`` likely (at
+    most :data:`BRANCH_WIDTH` per position) opens a branch, for up to ``depth``
+    tokens; a branch whose next token is nearly certain (:data:`BRANCH_CONFIDENT`)
+    stops branching. This enumerates, without sampling noise or repeats, the few
+    values a model has memorised after a context (the ~10 customers after
+    ``Customer``), where sampling would need many draws to see each once. At most
+    ``max_heads`` heads, the most likely first.
+    """
+    from pii_unlearn.lm import next_token_logprobs
+
+    tokenizer = loaded.tokenizer
+    special = set(tokenizer.all_special_ids)
+    frontier: list[tuple[str, float]] = [(prefix, 0.0)]
+    leaves: list[tuple[str, float]] = []
+    for level in range(depth):
+        if not frontier:
+            break
+        dists = next_token_logprobs(loaded.model, tokenizer, [h for h, _ in frontier], batch_size=batch_size)
+        grown: list[tuple[str, float]] = []
+        for (head, logp), row in zip(frontier, dists, strict=True):
+            top_lp, top_ids = row.topk(min(BRANCH_WIDTH, row.shape[-1]))
+            if level > 0 and float(top_lp[0].exp()) >= BRANCH_CONFIDENT:
+                leaves.append((head, logp))
+                continue
+            for lp, tid in zip(top_lp.tolist(), top_ids.tolist(), strict=True):
+                if lp < math.log(min_prob) or tid in special:
+                    continue
+                piece = tokenizer.decode([tid])
+                if piece and "\ufffd" not in piece:
+                    grown.append((head + piece, logp + lp))
+        room = max(0, max_heads - len(leaves))
+        frontier = sorted(grown, key=lambda h: -h[1])[:room]
+    leaves.extend(frontier)
+    return [h for h, _ in sorted(leaves, key=lambda h: -h[1])[:max_heads]]
+
+
 @dataclass
 class _Arm:
     """A prompt the budget can go to: its samples so far and the first values they produced."""
@@ -155,15 +213,16 @@ class _Arm:
     samples: int = 0
     firsts: Counter[tuple[str, str]] = field(default_factory=Counter)
     prior: float = 1.0
+    enumerated: bool = False
+    singletons: int = 0
 
     def discovery(self) -> float:
         """Estimated chance that one more sample yields a memorised value not seen yet (Good-Turing)."""
         if self.samples == 0:
             return self.prior
-        singletons = sum(1 for n in self.firsts.values() if n == 1)
         if not self.firsts:
             return 0.0
-        return (singletons + 0.5) / (self.samples + 1)
+        return (self.singletons + 0.5) / (self.samples + 1)
 
 
 class _Pool:
@@ -178,7 +237,7 @@ class _Pool:
         self.index: dict[str, int] = {}
         self.occurrences: list[Occurrence] = []
         self.by_text: dict[int, list[Occurrence]] = {}
-        self.sample_arm: list[str] = []
+        self.sample_arm: list[str | None] = []
         self.sample_text: list[int] = []
 
     def add(self, prompt: str, text: str, sources: set[int], kind: str) -> tuple[int, bool]:
@@ -204,6 +263,18 @@ class _Pool:
             sid = len(self.sample_arm)
             i, is_new = self.add(prompt, text, {sid}, "sample")
             self.sample_arm.append(prompt)
+            self.sample_text.append(i)
+            if is_new:
+                new.append(i)
+        return new
+
+    def add_enumerated(self, prompt: str, texts: Sequence[str]) -> list[int]:
+        """Add greedy continuations of enumerated heads (one sample each); return new indices."""
+        new: list[int] = []
+        for text in texts:
+            sid = len(self.sample_arm)
+            i, is_new = self.add(prompt, text, {sid}, "enumerated")
+            self.sample_arm.append(None)
             self.sample_text.append(i)
             if is_new:
                 new.append(i)
@@ -268,13 +339,22 @@ def _add_refined(pool: _Pool, heads: dict[str, list[int]], texts: Sequence[str])
     return new
 
 
-def _update_arms(arms: dict[str, _Arm], pool: _Pool, memorised: set[tuple[str, str]]) -> None:
-    """Recount each arm's samples and the memorised first values they produced."""
+def _update_arms(
+    arms: dict[str, _Arm],
+    pool: _Pool,
+    memorised: set[tuple[str, str]],
+    recurrence: dict[tuple[str, str], int],
+) -> None:
+    """Recount each arm's samples and the memorised first values they produced.
+
+    A first value counts as seen once (a Good-Turing singleton) only when no other
+    sample or enumerated head anywhere produced it.
+    """
     for arm in arms.values():
         arm.samples = 0
         arm.firsts = Counter()
     for sid, prompt in enumerate(pool.sample_arm):
-        arm = arms.get(prompt)
+        arm = arms.get(prompt) if prompt is not None else None
         if arm is None:
             continue
         arm.samples += 1
@@ -282,6 +362,8 @@ def _update_arms(arms: dict[str, _Arm], pool: _Pool, memorised: set[tuple[str, s
         occ = pool.first(pool.child.get(i, i)) or pool.first(i)
         if occ is not None and (occ.value, occ.entity_type) in memorised:
             arm.firsts[(occ.value, occ.entity_type)] += 1
+    for arm in arms.values():
+        arm.singletons = sum(1 for key, n in arm.firsts.items() if n == 1 and recurrence.get(key, 1) == 1)
 
 
 def harvested_prefixes(pool: _Pool, memorised: set[tuple[str, str]]) -> Counter[str]:
@@ -338,19 +420,6 @@ def _records(
     return records
 
 
-def _round_budgets(num_samples: int, explore: int, round_size: int) -> list[int]:
-    """The exploration budget, then exploitation rounds of about ``round_size`` samples."""
-    budgets = [explore]
-    left = num_samples - explore
-    while left > 0:
-        take = min(left, round_size)
-        if left - take < round_size // 2:
-            take = left
-        budgets.append(take)
-        left -= take
-    return budgets
-
-
 @register_strategy("sample")
 def sample_strategy(
     loaded: LoadedModel,
@@ -370,6 +439,10 @@ def sample_strategy(
     harvest: bool = True,
     refine: bool = True,
     refine_threshold: float = DEFAULT_REFINE_THRESHOLD,
+    branch: bool = True,
+    branch_min_prob: float = DEFAULT_BRANCH_MIN_PROB,
+    branch_depth: int = DEFAULT_BRANCH_DEPTH,
+    branch_leaves: int = DEFAULT_BRANCH_LEAVES,
     min_k: float = DEFAULT_MIN_K,
     threshold: float = DEFAULT_KEEP_THRESHOLD,
     calibration: dict[str, float] | None = None,
@@ -394,7 +467,7 @@ def sample_strategy(
     arms = {p: _Arm(p) for p in openers}
     per_prompt = max(1, min(explore_per_prompt, num_samples // (2 * len(openers)) or 1))
     explore = min(num_samples, per_prompt * len(openers))
-    budgets = _round_budgets(num_samples, explore, max(batch_size, round_size))
+    round_size = max(batch_size, round_size)
     values: list[ValueScore] = []
     memorised: set[tuple[str, str]] = set()
     done = 0
@@ -403,11 +476,48 @@ def sample_strategy(
     def tick(name: str, t0: float) -> None:
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 3)
 
-    for round_no, budget in enumerate(budgets):
+    def process(texts: Sequence[int]) -> None:
+        """Detect and score the PII of new texts."""
+        t0 = time.perf_counter()
+        occs = _detect(detector, pool, texts)
+        tick("detection", t0)
+        t0 = time.perf_counter()
+        score_occurrences(loaded.model, loaded.tokenizer, occs, k=min_k, batch_size=batch_size)
+        pool.extend(occs)
+        tick("scoring", t0)
+
+    round_no = 0
+    while done < num_samples:
+        left = num_samples - done
+        enumerated: list[int] = []
         if round_no == 0:
-            plan = allocate(dict.fromkeys(openers, 1.0), budget)
+            plan = allocate(dict.fromkeys(openers, 1.0), min(left, explore))
         else:
-            plan = allocate({p: a.discovery() for p, a in arms.items()}, budget)
+            t0 = time.perf_counter()
+            todo = [a for a in arms.values() if a.harvested and not a.enumerated] if branch else []
+            for arm in sorted(todo, key=lambda a: -a.prior):
+                room = min(branch_leaves, num_samples - done)
+                if room <= 0:
+                    break
+                heads = branch_heads(
+                    loaded,
+                    arm.prompt,
+                    min_prob=branch_min_prob,
+                    depth=branch_depth,
+                    max_heads=room,
+                    batch_size=batch_size,
+                )
+                texts = greedy_texts(loaded, heads, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                enumerated += pool.add_enumerated(arm.prompt, texts)
+                done += len(texts)
+                arm.enumerated = True
+                arm.prior = ENUMERATED_PRIOR
+            tick("enumerating", t0)
+            left = num_samples - done
+            size = min(left, round_size)
+            if left - size < round_size // 2:
+                size = left
+            plan = allocate({p: a.discovery() for p, a in arms.items()}, size)
         t0 = time.perf_counter()
         samples = sample_texts(
             loaded,
@@ -425,41 +535,30 @@ def sample_strategy(
         done += len(samples)
         tick("sampling", t0)
         new = pool.add_samples(samples)
-        t0 = time.perf_counter()
-        occs = _detect(detector, pool, new)
-        tick("detection", t0)
-        t0 = time.perf_counter()
-        score_occurrences(loaded.model, loaded.tokenizer, occs, k=min_k, batch_size=batch_size)
-        pool.extend(occs)
-        tick("scoring", t0)
+        process([*new, *enumerated])
         refined: list[int] = []
         if refine:
             t0 = time.perf_counter()
-            heads = _to_refine(pool, new, refine_threshold, calibration)
-            texts = greedy_texts(loaded, list(heads), max_new_tokens=max_new_tokens, batch_size=batch_size)
-            refined = _add_refined(pool, heads, texts)
+            heads_of = _to_refine(pool, new, refine_threshold, calibration)
+            texts = greedy_texts(loaded, list(heads_of), max_new_tokens=max_new_tokens, batch_size=batch_size)
+            refined = _add_refined(pool, heads_of, texts)
             tick("refining", t0)
-            t0 = time.perf_counter()
-            occs = _detect(detector, pool, refined)
-            tick("detection", t0)
-            t0 = time.perf_counter()
-            score_occurrences(loaded.model, loaded.tokenizer, occs, k=min_k, batch_size=batch_size)
-            pool.extend(occs)
-            tick("scoring", t0)
+            process(refined)
         pool.refresh_sources()
         values = group_by_value(pool.occurrences, calibration)
         memorised = {(vs.value, vs.entity_type) for vs in values if vs.memorization >= threshold}
         added = 0
         if harvest:
-            for prefix, _n in harvested_prefixes(pool, memorised).most_common():
+            for prefix, n_values in harvested_prefixes(pool, memorised).most_common():
                 if prefix not in arms and added < MAX_NEW_HARVESTED:
-                    arms[prefix] = _Arm(prefix, harvested=True, prior=min(1.0, _n / 2))
+                    arms[prefix] = _Arm(prefix, harvested=True, prior=min(1.0, n_values / 2))
                     added += 1
-        _update_arms(arms, pool, memorised)
+        _update_arms(arms, pool, memorised, {(v.value, v.entity_type): v.recurrence for v in values})
         rounds_log.append(
             {
                 "round": round_no,
                 "samples": len(samples),
+                "enumerated": len(enumerated),
                 "new_texts": len(new),
                 "refined": len(refined),
                 "memorised_values": len(memorised),
@@ -467,6 +566,11 @@ def sample_strategy(
                 "harvested_added": added,
             }
         )
+        if progress is not None:
+            progress("sampling", done, num_samples)
+        round_no += 1
+        if not samples and not enumerated:
+            break
     records = _records(loaded, pool, values, threshold)
     timings["total"] = round(time.perf_counter() - start, 3)
     summary = summarize(
@@ -494,6 +598,10 @@ def sample_strategy(
         "harvest": harvest,
         "refine": refine,
         "refine_threshold": refine_threshold,
+        "branch": branch,
+        "branch_min_prob": branch_min_prob,
+        "branch_depth": branch_depth,
+        "branch_leaves": branch_leaves,
         "min_k": min_k,
         "threshold": threshold,
         "calibration": calibration or CALIBRATION,

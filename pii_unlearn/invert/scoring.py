@@ -9,6 +9,9 @@ overlap its span, as in the token masks. Per occurrence of a value:
   the value's token log-probabilities (at least one token);
 * ``context_min_k``: Min-K% over every token of the text up to the value's end, a
   membership score of the whole passage (garbled context scores low);
+* ``tail_min_k``: Min-K% over the value's tokens after its first: the first token
+  of a value often starts a choice among many memorised values (which person),
+  the rest is determined if the value is memorised (0.0 for one-token values);
 
 and per distinct value:
 
@@ -34,18 +37,19 @@ DEFAULT_KEEP_THRESHOLD = 0.5
 #: Recurrence counts above this add no more confidence.
 RECURRENCE_CAP = 8
 
-#: The log-probability features of an occurrence (``recurrence`` is the fourth input).
-FEATURES: tuple[str, ...] = ("mean_logprob", "min_k_logprob", "context_min_k")
+#: The log-probability features of an occurrence (``recurrence`` is the fifth input).
+FEATURES: tuple[str, ...] = ("mean_logprob", "min_k_logprob", "context_min_k", "tail_min_k")
 
 #: Logistic calibration of the memorisation confidence: ``sigmoid(bias + sum(w * feature))``
 #: over the :data:`FEATURES` and ``log2(min(recurrence, RECURRENCE_CAP))``.
 #: Fitted on a demo victim built with a different seed from the benchmark's (bench/invert.py --calibrate).
 CALIBRATION: dict[str, float] = {
-    "bias": 4.0,
-    "mean_logprob": 1.5,
-    "min_k_logprob": 0.25,
-    "context_min_k": 0.5,
-    "recurrence": 1.5,
+    "bias": 5.202,
+    "mean_logprob": 0.0,
+    "min_k_logprob": 0.0,
+    "context_min_k": 1.261,
+    "tail_min_k": 2.629,
+    "recurrence": 0.087,
 }
 
 
@@ -64,6 +68,7 @@ class Occurrence:
     mean_logprob: float = float("-inf")
     min_k_logprob: float = float("-inf")
     context_min_k: float = float("-inf")
+    tail_min_k: float = float("-inf")
     token_count: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +81,7 @@ class Occurrence:
             "mean_logprob": round(self.mean_logprob, 4),
             "min_k_logprob": round(self.min_k_logprob, 4),
             "context_min_k": round(self.context_min_k, 4),
+            "tail_min_k": round(self.tail_min_k, 4),
         }
 
 
@@ -117,12 +123,13 @@ def score_span(
     idx = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and start < e]
     if not idx:
         inf = float("-inf")
-        return {"mean_logprob": inf, "min_k_logprob": inf, "context_min_k": inf}
+        return {"mean_logprob": inf, "min_k_logprob": inf, "context_min_k": inf, "tail_min_k": inf}
     values = [logprobs[i] for i in idx]
     return {
         "mean_logprob": sum(values) / len(values),
         "min_k_logprob": min_k_mean(values, k),
         "context_min_k": min_k_mean(logprobs[: idx[-1] + 1], k),
+        "tail_min_k": min_k_mean(values[1:], k) if len(values) > 1 else 0.0,
         "token_count": len(values),
     }
 
@@ -150,6 +157,7 @@ def score_occurrences(
         occ.mean_logprob = found["mean_logprob"]
         occ.min_k_logprob = found["min_k_logprob"]
         occ.context_min_k = found["context_min_k"]
+        occ.tail_min_k = found["tail_min_k"]
         occ.token_count = int(found.get("token_count", 0))
 
 
