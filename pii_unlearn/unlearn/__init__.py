@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
+from pii_unlearn.audit.targets import extraction_targets
 from pii_unlearn.unlearn.config import UnlearnSettings, load_config_file, resolve_settings
 from pii_unlearn.unlearn.data import (
     forget_examples,
@@ -102,8 +103,19 @@ def unlearn_model(
             )
         else:
             kl = guard
+    used = {e.record_id for e in examples}
+    targets = extraction_targets([r for r in records if r.id in used and r.spans])
     trained, loop = run_loop(
-        model, tokenizer, cls(s), examples, kl, guard, seed=seed, device=device, progress=progress
+        model,
+        tokenizer,
+        cls(s),
+        examples,
+        kl,
+        guard,
+        seed=seed,
+        device=device,
+        progress=progress,
+        forget_targets=targets,
     )
     return UnlearnResult(trained, method, s, loop, len(examples))
 

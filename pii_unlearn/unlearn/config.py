@@ -54,6 +54,12 @@ class UnlearnSettings(BaseModel):
     forget_prob_target: float = Field(
         0.02, gt=0, lt=1, description="stop once the forget PII tokens' mean probability is below this"
     )
+    forget_err_target: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="stop once greedy decoding reproduces at most this share of the forget set's PII values",
+    )
     ppl_limit_pct: float = Field(2.0, ge=0, description="stop before retain perplexity rises more than this")
     eval_every: int = Field(5, ge=1, description="steps between guard readings")
     guard_texts: int = Field(16, ge=2, description="retain texts held out for the utility guard")

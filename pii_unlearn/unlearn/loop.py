@@ -3,9 +3,11 @@
 Each step: a batch of forget examples -> the method's forget loss, plus
 ``kl_weight`` x KL(original || model) on a batch of retain text. Every
 ``eval_every`` steps the guards read the forget PII tokens' mean probability
-(teacher-forced) and the perplexity on held-out retain text. Training stops when
-the PII probability is under its target, or before perplexity rises past its
-limit; the trainable weights of the best reading that kept utility are restored.
+(teacher-forced), the share of the forget set's PII values greedy decoding still
+reproduces from the text before them, and the perplexity on held-out retain text.
+Training stops when either forgetting reading reaches its target, or before
+perplexity rises past its limit; the trainable weights of the best reading that
+kept utility are restored.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 
+from pii_unlearn.audit.targets import Target, greedy_hits
 from pii_unlearn.checkpoint import architecture_modules
 from pii_unlearn.lm import batched
 from pii_unlearn.unlearn.config import UnlearnSettings
@@ -38,6 +41,7 @@ class GuardReading:
     ppl: float
     ppl_increase_pct: float
     loss: float | None = None
+    forget_err: float | None = None
 
 
 @dataclass
@@ -166,6 +170,7 @@ def run_loop(
     kl_examples: Sequence[RetainExample],
     guard_examples: Sequence[RetainExample],
     *,
+    forget_targets: Sequence[Target] = (),
     seed: int,
     device: str,
     progress: Callable[[GuardReading], None] | None = None,
@@ -201,9 +206,18 @@ def run_loop(
         unwrapped.eval()
         prob = pii_probability(unwrapped, forget, pad, dev)
         ppl = kept_perplexity(unwrapped, guard_examples, pad, dev)
+        err = None
+        if forget_targets:
+            hits = greedy_hits(unwrapped, tokenizer, forget_targets)
+            err = sum(h for h, _ in hits) / len(hits)
         unwrapped.train()
         inc = 100.0 * (ppl / base_ppl - 1.0) if base_ppl and math.isfinite(base_ppl) else 0.0
-        return GuardReading(step, prob, ppl, inc, loss)
+        return GuardReading(step, prob, ppl, inc, loss, err)
+
+    def forgotten(r: GuardReading) -> bool:
+        if r.pii_prob < s.forget_prob_target:
+            return True
+        return r.forget_err is not None and r.forget_err <= s.forget_err_target
 
     first = reading(0, None, float("nan"))
     base_ppl = first.ppl
@@ -219,7 +233,7 @@ def run_loop(
     rank, world = accelerator.process_index, accelerator.num_processes
     step = 0
     model.train()
-    if first.pii_prob < s.forget_prob_target:
+    if forgotten(first):
         stop_reason = "already_below_target"
     else:
         for step in range(1, s.max_steps + 1):
@@ -252,12 +266,12 @@ def run_loop(
             if progress:
                 progress(r)
             within = r.ppl_increase_pct <= s.ppl_limit_pct
-            if within and r.pii_prob < kept.pii_prob:
+            if within and (forgotten(r) or r.pii_prob < kept.pii_prob):
                 kept, best_state = r, _trainable_state(unwrapped)
             if not within:
                 stop_reason = "utility_limit"
                 break
-            if r.pii_prob < s.forget_prob_target:
+            if forgotten(r):
                 stop_reason = "forgot"
                 break
     _restore(unwrapped, best_state)

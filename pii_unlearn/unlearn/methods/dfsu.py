@@ -12,7 +12,7 @@ from pii_unlearn.unlearn.methods.base import Method, register
 class DataFreeSelective(Method):
     name = "dfsu"
     summary = "alpha * NLL(non-PII tokens) - beta * NLL(PII tokens) in LoRA r4/alpha 32 on the MLP, plus KL."
-    defaults = {"lr": 3e-4, "lora": True, "lora_r": 4, "lora_alpha": 32}
+    defaults = {"lr": 3e-3, "lora": True, "lora_r": 4, "lora_alpha": 32, "eval_every": 10}
     needs_spans = True
 
     def forget_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
