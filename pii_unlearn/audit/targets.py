@@ -9,7 +9,7 @@ it is); a record's first span is *unconditioned*.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,18 @@ def extraction_targets(records: Sequence[Record]) -> list[Target]:
 
 
 def greedy_hits(
-    model: Any, tokenizer: Any, targets: Sequence[Target], *, batch_size: int = 32, slack_tokens: int = 2
+    model: Any,
+    tokenizer: Any,
+    targets: Sequence[Target],
+    *,
+    batch_size: int = 32,
+    slack_tokens: int = 2,
+    progress: Callable[[int], None] | None = None,
 ) -> list[tuple[bool, str]]:
-    """For each target: whether greedy decoding from its prefix starts with it, and the text."""
+    """For each target: whether greedy decoding from its prefix starts with it, and the text.
+
+    ``progress`` is called with the number of targets done after each batch.
+    """
     if not targets:
         return []
     max_len = max(len(tokenizer(t.target, add_special_tokens=False)["input_ids"]) for t in targets)
@@ -61,5 +70,6 @@ def greedy_hits(
         [t.prefix for t in targets],
         max_new_tokens=max_len + slack_tokens,
         batch_size=batch_size,
+        progress=progress,
     )
     return [(o[0].startswith(t.target), o[0]) for t, o in zip(targets, outs, strict=True)]

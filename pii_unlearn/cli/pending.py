@@ -5,9 +5,7 @@ from __future__ import annotations
 from pii_unlearn.cli.app import command
 from pii_unlearn.errors import NotBuiltError
 
-_PENDING = {
-    "audit": "Measure leakage and utility before vs after; JSON + HTML report; CI gate.",
-}
+_PENDING: dict[str, str] = {}
 
 
 def _register(name: str, summary: str) -> None:
