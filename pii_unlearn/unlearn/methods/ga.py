@@ -12,7 +12,7 @@ from pii_unlearn.unlearn.methods.base import Method, register
 class GradientAscent(Method):
     name = "ga"
     summary = "Baseline: maximise the NLL of whole forget sequences (bounded), plus the KL retain term."
-    defaults = {"lr": 1e-4}
+    defaults = {"lr": 1e-3, "eval_every": 10}
 
     def forget_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return sequence_ascent(logits, batch, clamp=self.settings.nll_clamp)

@@ -12,7 +12,7 @@ from pii_unlearn.unlearn.methods.base import Method, register
 class NegativePreference(Method):
     name = "npo"
     summary = "Baseline: (2/b) log(1 + (pi/pi_ref)^b) per forget sequence, b = 0.1, plus the KL retain term."
-    defaults = {"lr": 1e-4}
+    defaults = {"lr": 1e-3, "eval_every": 10}
     needs_reference_logp = True
 
     def forget_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
