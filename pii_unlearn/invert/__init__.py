@@ -14,7 +14,7 @@ and prompts, plus a summary per entity type). Strategies:
 
 from __future__ import annotations
 
-from pii_unlearn.invert import sample  # noqa: F401  (registers the strategy)
+from pii_unlearn.invert import inverter, sample  # noqa: F401  (registers the strategies)
 from pii_unlearn.invert.base import (
     STRATEGIES,
     InversionResult,

@@ -60,6 +60,8 @@ DEFAULT_MAX_NEW_TOKENS = 48
 DEFAULT_BATCH_SIZE = 64
 #: Samples per opener in the exploration round.
 DEFAULT_EXPLORE_PER_PROMPT = 4
+#: Share of the exploration round given to the empty prompt (the model's unconditional output).
+BOS_EXPLORE_SHARE = 0.25
 #: Samples per exploitation round (at least one batch).
 DEFAULT_ROUND_SIZE = 128
 #: Harvested prefixes longer than this (characters) are not used as openers.
@@ -450,7 +452,8 @@ def sample_strategy(
     """Sample continuations of PII-eliciting openers; keep the PII values the model has memorised.
 
     ``num_samples`` is the total number of sampled continuations: first
-    ``explore_per_prompt`` per opener (at most half the budget), then rounds of
+    ``explore_per_prompt`` per opener (at most half the budget; the empty prompt,
+    the model's unconditional output, gets a quarter of that), then rounds of
     ``round_size`` allocated by the chance of new values (see the module
     docstring). ``threshold`` is the memorisation confidence a value needs to be
     kept; ``calibration`` replaces the logistic weights of
@@ -491,7 +494,10 @@ def sample_strategy(
         left = num_samples - done
         enumerated: list[int] = []
         if round_no == 0:
-            plan = allocate(dict.fromkeys(openers, 1.0), min(left, explore))
+            weights = dict.fromkeys(openers, 1.0)
+            if "" in weights:
+                weights[""] = max(1.0, BOS_EXPLORE_SHARE * len(openers))
+            plan = allocate(weights, min(left, explore))
         else:
             t0 = time.perf_counter()
             todo = [a for a in arms.values() if a.harvested and not a.enumerated] if branch else []

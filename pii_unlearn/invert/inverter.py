@@ -1,0 +1,550 @@
+"""The ``logit-inverter`` strategy: learn to read text back from a model's next-token log-probabilities.
+
+DFSU's stage 1 as ``shared/docs/methods.md`` describes it, small enough for a CPU:
+
+* Front end: the target model's log-probability vector at the last position of a
+  text becomes a short sequence of soft embeddings. The vocabulary is ranked by
+  probability and split into :data:`CHUNK_SIZES` chunks (1, 1, 1, 1, 2, 2, 4,
+  ... tokens: the top tokens alone, the tail in growing groups); each chunk's
+  soft embedding is the probability-weighted sum of the target's input-embedding
+  rows of its tokens, normalised by the chunk's mass, with the log of that mass
+  appended. A learned projection maps each to the inverter's width, plus a
+  learned position per chunk. (Ranking by probability is our choice: chunks by
+  vocabulary index would average unrelated tokens.)
+* Inverter: a tiny randomly initialised T5 (encoder-decoder, nothing
+  downloaded) over the target's own vocabulary, reading the soft embeddings as
+  ``inputs_embeds`` and writing the text's tokens.
+* Training pairs: texts from our own templates (``inverter_templates.txt``) with
+  Faker values in the PII slots, and their prefixes that stop just before a slot.
+* Use: decode the target's log-probabilities on fresh template prompts (new
+  Faker values, cut before a slot) into surrogate texts, detect PII in them, score
+  it as the sample strategy does, and keep the surrogates that carry PII.
+
+The trained inverter is saved with the target's embedding matrix and a
+fingerprint of its tokenizer, so it can be reused on any model with the same
+tokenizer (the sanitized model, for re-inversion). Reconstruction quality is
+reported as token F1 on held-out texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pii_unlearn.artifacts import Record, Span
+from pii_unlearn.checkpoint import LoadedModel
+from pii_unlearn.errors import InputError
+from pii_unlearn.invert.base import InversionResult, Progress, make_detector, register_strategy, summarize
+from pii_unlearn.invert.scoring import (
+    DEFAULT_KEEP_THRESHOLD,
+    DEFAULT_MIN_K,
+    Occurrence,
+    group_by_value,
+    score_occurrences,
+)
+from pii_unlearn.lm import batched, next_token_logprobs
+from pii_unlearn.pii.masks import token_mask
+from pii_unlearn.synth.fake import fake_value, fill_template, make_faker, template_slots
+
+#: Ranked-vocabulary chunk sizes of the front end (the rest of the vocabulary is one last chunk).
+CHUNK_SIZES: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64)
+#: The shipped training templates.
+TEMPLATES_FILE = "inverter_templates.txt"
+#: Files of a saved inverter.
+INVERTER_CONFIG = "inverter.json"
+INVERTER_WEIGHTS = "frontend.safetensors"
+INVERTER_T5 = "t5"
+#: Default budgets of the logit-inverter strategy.
+DEFAULT_NUM_SAMPLES = 256
+DEFAULT_MAX_NEW_TOKENS = 48
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class InverterConfig:
+    """Size and training of the inverter; saved with it."""
+
+    d_model: int = 128
+    layers: int = 2
+    heads: int = 4
+    d_ff: int = 256
+    max_len: int = 48
+    train_texts: int = 2000
+    heldout_texts: int = 200
+    epochs: int = 5
+    lr: float = 2e-3
+    train_batch_size: int = 32
+    seed: int = 0
+    chunk_sizes: tuple[int, ...] = CHUNK_SIZES
+    tokenizer_fingerprint: str = ""
+    target_vocab: int = 0
+    target_dim: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    heldout_token_f1: float | None = None
+
+
+def builtin_templates() -> list[str]:
+    """The shipped inverter training templates."""
+    text = resources.files("pii_unlearn.invert").joinpath(TEMPLATES_FILE).read_text(encoding="utf-8")
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of a tokenizer's vocabulary (token -> id), to tell whether an inverter fits a model."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def template_texts(templates: Sequence[str], count: int, seed: int) -> list[str]:
+    """``count`` texts: templates filled with fresh Faker values, and prefixes cut before a slot.
+
+    Half are whole texts, half stop just before a randomly chosen slot (how the
+    prompts look at decoding time). Deterministic per seed.
+    """
+    fake = make_faker(seed)
+    rng = random.Random(seed)
+    out: list[str] = []
+    for i in range(count):
+        template = templates[i % len(templates)]
+        values = {slot: fake_value(fake, slot) for slot in template_slots(template)}
+        text, spans = fill_template(template, values)
+        if i % 2 == 1 and len(spans) > 1:
+            cut = spans[rng.randrange(1, len(spans))]["start"]
+            text = text[:cut].rstrip()
+        out.append(text)
+    return out
+
+
+def token_f1(predicted: Sequence[int], reference: Sequence[int]) -> float:
+    """Bag-of-tokens F1 between two token id sequences (1.0 when both are empty)."""
+    if not predicted and not reference:
+        return 1.0
+    common = sum((Counter(predicted) & Counter(reference)).values())
+    if common == 0:
+        return 0.0
+    precision = common / len(predicted)
+    recall = common / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+class SoftPromptFrontEnd(nn.Module):
+    """Log-probability vector -> chunks of probability-weighted target embeddings -> inverter width."""
+
+    def __init__(self, embedding: torch.Tensor, chunk_sizes: Sequence[int], d_model: int) -> None:
+        super().__init__()
+        self.register_buffer("embedding", embedding.detach().float().clone(), persistent=True)
+        self.chunk_sizes = tuple(int(c) for c in chunk_sizes)
+        n_chunks = len(self.chunk_sizes) + 1
+        self.proj = nn.Linear(embedding.shape[1] + 1, d_model)
+        self.position = nn.Parameter(torch.zeros(n_chunks, d_model))
+        nn.init.normal_(self.position, std=0.02)
+        self.norm = nn.LayerNorm(d_model)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunk_sizes) + 1
+
+    def soft_embeddings(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """``[batch, chunks, dim + 1]``: normalised weighted embedding and log mass of each rank chunk."""
+        vocab = self.embedding.shape[0]
+        probs = logprobs[:, :vocab].float().exp()
+        ranked, order = probs.sort(dim=-1, descending=True)
+        feats = []
+        start = 0
+        bounds = [*self.chunk_sizes, max(0, vocab - sum(self.chunk_sizes))]
+        for size in bounds:
+            stop = min(vocab, start + size)
+            if stop <= start:
+                feats.append(torch.zeros(probs.shape[0], self.embedding.shape[1] + 1, device=probs.device))
+                continue
+            p = ranked[:, start:stop]
+            rows = self.embedding[order[:, start:stop]]
+            mass = p.sum(-1, keepdim=True)
+            mean = (p.unsqueeze(-1) * rows).sum(1) / (mass + 1e-9)
+            feats.append(torch.cat([mean, torch.log(mass + 1e-9)], dim=-1))
+            start = stop
+        return torch.stack(feats, dim=1)
+
+    def forward(self, logprobs: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(self.soft_embeddings(logprobs)) + self.position)
+
+
+class LogitInverter(nn.Module):
+    """Front end plus a tiny T5 over the target tokenizer's vocabulary."""
+
+    def __init__(self, config: InverterConfig, embedding: torch.Tensor, tokenizer: Any) -> None:
+        super().__init__()
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        self.config = config
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else pad
+        t5_config = T5Config(
+            vocab_size=int(embedding.shape[0]),
+            d_model=config.d_model,
+            d_kv=config.d_model // config.heads,
+            d_ff=config.d_ff,
+            num_layers=config.layers,
+            num_decoder_layers=config.layers,
+            num_heads=config.heads,
+            dropout_rate=0.0,
+            pad_token_id=pad,
+            eos_token_id=eos,
+            decoder_start_token_id=pad,
+            tie_word_embeddings=True,
+        )
+        self.front = SoftPromptFrontEnd(embedding, config.chunk_sizes, config.d_model)
+        self.t5 = T5ForConditionalGeneration(t5_config)
+
+    def loss(self, logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeds = self.front(logprobs)
+        return self.t5(inputs_embeds=embeds, labels=labels).loss
+
+    @torch.no_grad()
+    def decode(self, logprobs: torch.Tensor, max_new_tokens: int) -> list[list[int]]:
+        """Greedy reconstructions (token ids, without start, end and padding)."""
+        embeds = self.front(logprobs)
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        out = self.t5.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False
+        )
+        special = {self.t5.config.pad_token_id, self.t5.config.eos_token_id}
+        result = []
+        for row in out.tolist():
+            ids = row[1:]
+            if self.t5.config.eos_token_id in ids:
+                ids = ids[: ids.index(self.t5.config.eos_token_id)]
+            result.append([t for t in ids if t not in special])
+        return result
+
+
+def _input_embedding(loaded: LoadedModel) -> torch.Tensor:
+    return loaded.model.get_input_embeddings().weight.detach().float().cpu()
+
+
+def target_logprobs(loaded: LoadedModel, texts: Sequence[str], batch_size: int) -> torch.Tensor:
+    """The target's next-token log-probabilities at the end of each text (CPU, float32)."""
+    return next_token_logprobs(loaded.model, loaded.tokenizer, texts, batch_size=batch_size)
+
+
+def _labels(tokenizer: Any, texts: Sequence[str], max_len: int) -> torch.Tensor:
+    """Token ids of each text (no BOS) plus EOS, right-padded with -100."""
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    rows = [[*tokenizer(t, add_special_tokens=False)["input_ids"][: max_len - 1], eos] for t in texts]
+    width = max(len(r) for r in rows)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, row in enumerate(rows):
+        labels[i, : len(row)] = torch.tensor(row)
+    return labels
+
+
+def heldout_f1(inverter: LogitInverter, loaded: LoadedModel, texts: Sequence[str], batch_size: int) -> float:
+    """Mean token F1 of the inverter's reconstructions of ``texts`` from the target's log-probs."""
+    if not texts:
+        return float("nan")
+    tok = loaded.tokenizer
+    scores: list[float] = []
+    inverter.eval()
+    for chunk in batched(list(texts), batch_size):
+        lps = target_logprobs(loaded, chunk, batch_size)
+        for text, pred in zip(chunk, inverter.decode(lps, inverter.config.max_len), strict=True):
+            scores.append(token_f1(pred, tok(text, add_special_tokens=False)["input_ids"]))
+    return sum(scores) / len(scores)
+
+
+def train_inverter(
+    loaded: LoadedModel,
+    config: InverterConfig | None = None,
+    *,
+    templates: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> LogitInverter:
+    """Train an inverter for ``loaded``'s tokenizer on Faker-filled template texts.
+
+    Deterministic per ``config.seed``.
+    """
+    config = config or InverterConfig()
+    templates = list(templates or builtin_templates())
+    torch.manual_seed(config.seed)
+    embedding = _input_embedding(loaded)
+    config.tokenizer_fingerprint = tokenizer_fingerprint(loaded.tokenizer)
+    config.target_vocab, config.target_dim = int(embedding.shape[0]), int(embedding.shape[1])
+    inverter = LogitInverter(config, embedding, loaded.tokenizer)
+    texts = template_texts(templates, config.train_texts + config.heldout_texts, config.seed + 7919)
+    train, heldout = texts[: config.train_texts], texts[config.train_texts :]
+    inputs = target_logprobs(loaded, train, 64)
+    labels = _labels(loaded.tokenizer, train, config.max_len)
+    optim = torch.optim.AdamW(inverter.parameters(), lr=config.lr, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(train) / config.train_batch_size)
+    total = steps_per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 1 - s / max(1, total))
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    step = 0
+    for epoch in range(config.epochs):
+        inverter.train()
+        order = torch.randperm(len(train), generator=gen)
+        running = 0.0
+        for b in range(0, len(train), config.train_batch_size):
+            idx = order[b : b + config.train_batch_size]
+            lab = labels[idx]
+            lab = lab[:, : int((lab != -100).sum(-1).max())].contiguous()
+            loss = inverter.loss(inputs[idx], lab)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(inverter.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            step += 1
+            running += float(loss.detach()) * len(idx)
+            if progress is not None:
+                progress("training inverter", step, total)
+        config.history.append({"epoch": epoch + 1, "loss": round(running / len(train), 4)})
+    inverter.eval()
+    config.heldout_token_f1 = round(heldout_f1(inverter, loaded, heldout, 64), 4)
+    return inverter
+
+
+def write_inverter(inverter: LogitInverter, path: str | Path) -> Path:
+    """Write the inverter to a folder (atomically: temp folder, then rename)."""
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / INVERTER_CONFIG).exists())):
+        raise InputError(f"{out}: exists and is not an inverter folder; choose a new folder")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: output folder does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        inverter.t5.save_pretrained(tmp / INVERTER_T5, safe_serialization=True)
+        state = {k: v.contiguous() for k, v in inverter.front.state_dict().items()}
+        save_file(state, str(tmp / INVERTER_WEIGHTS))
+        cfg = asdict(inverter.config)
+        (tmp / INVERTER_CONFIG).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_inverter(path: str | Path, loaded: LoadedModel) -> LogitInverter:
+    """A saved inverter, checked to fit ``loaded``'s tokenizer."""
+    from safetensors.torch import load_file
+    from transformers import T5ForConditionalGeneration
+
+    src = Path(path)
+    if not (src / INVERTER_CONFIG).exists():
+        raise InputError(f"{src}: not a saved inverter (no {INVERTER_CONFIG})")
+    try:
+        raw = json.loads((src / INVERTER_CONFIG).read_text(encoding="utf-8"))
+        raw["chunk_sizes"] = tuple(raw.get("chunk_sizes", CHUNK_SIZES))
+        config = InverterConfig(**raw)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise InputError(f"{src}: unreadable inverter config ({err})") from None
+    if config.tokenizer_fingerprint != tokenizer_fingerprint(loaded.tokenizer):
+        raise InputError(f"{src}: this inverter was trained for a different tokenizer than {loaded.source}'s")
+    state = load_file(str(src / INVERTER_WEIGHTS))
+    inverter = LogitInverter(config, state["embedding"], loaded.tokenizer)
+    inverter.front.load_state_dict(state)
+    inverter.t5 = T5ForConditionalGeneration.from_pretrained(src / INVERTER_T5)
+    inverter.eval()
+    return inverter
+
+
+def decode_prompts(templates: Sequence[str], count: int, seed: int) -> list[str]:
+    """Fresh prompts: templates with new Faker values, cut just before a slot after the first."""
+    fake = make_faker(seed)
+    rng = random.Random(seed)
+    out: list[str] = []
+    for i in range(count):
+        template = templates[i % len(templates)]
+        values = {slot: fake_value(fake, slot) for slot in template_slots(template)}
+        text, spans = fill_template(template, values)
+        cut = spans[rng.randrange(1, len(spans))]["start"] if len(spans) > 1 else len(text)
+        out.append(text[:cut].rstrip())
+    return out
+
+
+@register_strategy("logit-inverter")
+def logit_inverter_strategy(
+    loaded: LoadedModel,
+    *,
+    seed: int = 0,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    prompts: Sequence[str] | None = None,
+    detector: Any = None,
+    progress: Progress | None = None,
+    inverter: str | None = None,
+    save_inverter: str | None = None,
+    train_texts: int = InverterConfig.train_texts,
+    heldout_texts: int = InverterConfig.heldout_texts,
+    epochs: int = InverterConfig.epochs,
+    d_model: int = InverterConfig.d_model,
+    layers: int = InverterConfig.layers,
+    lr: float = InverterConfig.lr,
+    builtin_prompts: bool = True,
+    min_k: float = DEFAULT_MIN_K,
+    threshold: float = DEFAULT_KEEP_THRESHOLD,
+    calibration: dict[str, float] | None = None,
+) -> InversionResult:
+    """Train (or load) an inverter, decode the target's log-probs on fresh template prompts, keep PII.
+
+    ``num_samples`` prompts are decoded (fresh Faker values in our own templates,
+    plus ``prompts`` when given); every surrogate text with detected PII becomes a
+    record, its spans scored like the sample strategy's (``memorization`` in
+    [0, 1]; ``threshold`` only marks ``memorised`` spans here, nothing is dropped).
+    ``inverter`` reuses a saved inverter; ``save_inverter`` writes the trained one.
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    save_to = save_inverter
+    if save_to is not None:
+        target = Path(save_to)
+        if not target.parent.exists():
+            raise InputError(f"{target.parent}: output folder does not exist")
+    detector = make_detector(detector)
+    timings["detector_load"] = round(time.perf_counter() - start, 3)
+    t0 = time.perf_counter()
+    if inverter is not None:
+        model = load_inverter(inverter, loaded)
+        trained = False
+    else:
+        cfg = InverterConfig(
+            d_model=d_model,
+            layers=layers,
+            train_texts=train_texts,
+            heldout_texts=heldout_texts,
+            epochs=epochs,
+            lr=lr,
+            seed=seed,
+            max_len=max_new_tokens,
+        )
+        model = train_inverter(loaded, cfg, progress=progress)
+        trained = True
+    timings["training" if trained else "loading_inverter"] = round(time.perf_counter() - t0, 3)
+    if save_to is not None and trained:
+        write_inverter(model, save_to)
+    t0 = time.perf_counter()
+    templates = builtin_templates()
+    fresh = decode_prompts(templates, num_samples, seed + 104_729) if builtin_prompts else []
+    all_prompts = [*fresh, *(p for p in (prompts or []) if p.strip())]
+    if not all_prompts:
+        raise InputError("no prompts to decode")
+    surrogates: list[str] = []
+    for chunk in batched(all_prompts, batch_size):
+        lps = target_logprobs(loaded, chunk, batch_size)
+        decoded = model.decode(lps, max_new_tokens)
+        surrogates.extend(loaded.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in decoded)
+        if progress is not None:
+            progress("decoding", len(surrogates), len(all_prompts))
+    timings["decoding"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    distinct = [t for t in dict.fromkeys(surrogates) if t]
+    prompt_of = {}
+    for p, t in zip(all_prompts, surrogates, strict=True):
+        prompt_of.setdefault(t, p)
+    found = detector.analyze(distinct) if distinct else []
+    occs = [
+        Occurrence(
+            sample=i,
+            text=text,
+            start=s.start,
+            end=s.end,
+            entity_type=s.entity_type,
+            detector_score=float(s.score),
+            sources=frozenset([i]),
+        )
+        for i, (text, spans) in enumerate(zip(distinct, found, strict=True))
+        for s in spans
+    ]
+    score_occurrences(loaded.model, loaded.tokenizer, occs, k=min_k, batch_size=batch_size)
+    values = {(v.value, v.entity_type): v for v in group_by_value(occs, calibration)}
+    timings["detect_and_score"] = round(time.perf_counter() - t0, 3)
+    records: list[Record] = []
+    by_text: dict[int, list[Occurrence]] = {}
+    for occ in occs:
+        by_text.setdefault(occ.sample, []).append(occ)
+    for i, text in enumerate(distinct):
+        if i not in by_text:
+            continue
+        spans = []
+        for occ in sorted(by_text[i], key=lambda o: o.start):
+            vs = values[(occ.value, occ.entity_type)]
+            spans.append(
+                Span(
+                    start=occ.start,
+                    end=occ.end,
+                    entity_type=occ.entity_type,
+                    score=round(occ.detector_score, 4),
+                    value=occ.value,
+                    memorised=vs.memorization >= threshold,
+                    **vs.scores(),
+                )
+            )
+        ids, mask = token_mask(loaded.tokenizer, text, spans)
+        records.append(
+            Record(
+                id=f"inv-{len(records):05d}",
+                text=text,
+                spans=spans,
+                memorization=round(
+                    sum(float(getattr(s, "memorization", 0.0)) for s in spans) / len(spans), 4
+                ),
+                prompt=prompt_of[text],
+                strategy="logit-inverter",
+                token_mask=mask,
+                num_tokens=len(ids),
+            )
+        )
+    timings["total"] = round(time.perf_counter() - start, 3)
+    summary = summarize(
+        records,
+        Counter(v.entity_type for v in values.values()),
+        extra={
+            "strategy": "logit-inverter",
+            "prompts": len(all_prompts),
+            "distinct_surrogates": len(distinct),
+            "memorised_values": sum(v.memorization >= threshold for v in values.values()),
+            "heldout_token_f1": model.config.heldout_token_f1,
+            "inverter_trained": trained,
+        },
+    )
+    settings = {
+        "strategy": "logit-inverter",
+        "seed": seed,
+        "num_samples": num_samples,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "inverter": inverter,
+        "save_inverter": save_to,
+        "inverter_config": {k: v for k, v in asdict(model.config).items() if k != "history"},
+        "training_history": model.config.history,
+        "threshold": threshold,
+        "detector": detector.settings() if hasattr(detector, "settings") else type(detector).__name__,
+    }
+    candidates = [
+        {"value": v.value, "entity_type": v.entity_type, "kept": True, **v.scores()} for v in values.values()
+    ]
+    return InversionResult(
+        records=records, summary=summary, settings=settings, timings=timings, candidates=candidates
+    )

@@ -1,0 +1,292 @@
+"""Tests for inversion: scoring, de-duplication, determinism, both strategies, the CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from pii_unlearn.artifacts import read_manifest, read_records
+from pii_unlearn.cli import app
+from pii_unlearn.errors import InputError
+from pii_unlearn.invert import builtin_openers, read_prompts_file, run_inversion, strategy_options
+from pii_unlearn.invert.base import parse_prompt_lines
+from pii_unlearn.invert.inverter import builtin_templates, template_texts, token_f1
+from pii_unlearn.invert.sample import allocate
+from pii_unlearn.invert.scoring import (
+    Occurrence,
+    group_by_value,
+    memorization,
+    min_k_mean,
+    score_occurrences,
+    score_span,
+    select_samples,
+)
+from pii_unlearn.pii.detect import Detector
+from pii_unlearn.synth.victim import PLANTED_FILE, VICTIM_TEMPLATES
+
+#: Small budgets so that the whole file runs in well under a minute once the victim exists.
+SMALL = {"num_samples": 192, "max_new_tokens": 40, "batch_size": 64}
+TINY_INVERTER = ["--set", "train_texts=48", "--set", "heldout_texts=8", "--set", "epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    """The default detector, built once: loading spaCy is slow."""
+    return Detector()
+
+
+@pytest.fixture(scope="module")
+def sampled(victim: Any, detector: Detector) -> Any:
+    """One sample-strategy run on the session victim."""
+    return run_inversion(victim, seed=0, detector=detector, **SMALL)
+
+
+# --- scoring on hand-made cases -------------------------------------------------------------
+
+
+def test_min_k_mean_takes_the_lowest_share() -> None:
+    assert min_k_mean([-1.0, -2.0, -3.0, -4.0, -5.0], 0.2) == -5.0
+    assert min_k_mean([-1.0, -2.0, -3.0, -4.0, -5.0], 0.4) == -4.5
+    assert min_k_mean([-0.5], 0.2) == -0.5
+    assert min_k_mean([], 0.2) == float("-inf")
+
+
+def test_score_span_uses_overlapping_tokens() -> None:
+    # text "ab cd ef": tokens "ab", " cd", " ef"; the span covers "cd".
+    offsets = [(0, 2), (2, 5), (5, 8)]
+    logprobs = [0.0, -2.0, -0.5]
+    got = score_span(logprobs, offsets, 3, 5, 0.2)
+    assert got["mean_logprob"] == -2.0 and got["min_k_logprob"] == -2.0
+    assert got["tail_min_k"] == 0.0  # a one-token value has no tail
+    assert got["context_min_k"] == -2.0
+    two = score_span([-3.0, -0.1, -0.2], [(0, 3), (3, 6), (6, 9)], 3, 9, 0.5)
+    assert math.isclose(two["mean_logprob"], -0.15) and two["tail_min_k"] == -0.2
+
+
+def test_memorization_is_a_monotone_probability() -> None:
+    base = {"mean_logprob": -0.5, "min_k_logprob": -1.0, "context_min_k": -1.0, "tail_min_k": -0.1}
+    low = memorization({**base, "tail_min_k": -4.0, "recurrence": 1})
+    mid = memorization({**base, "recurrence": 1})
+    high = memorization({**base, "context_min_k": -0.1, "tail_min_k": -0.01, "recurrence": 4})
+    assert 0.0 <= low < mid < high <= 1.0
+    assert memorization({**base, "mean_logprob": float("-inf"), "recurrence": 1}) == 0.0
+
+
+def _occ(sample: int, text: str, value: str, mean: float, sources: set[int]) -> Occurrence:
+    start = text.index(value)
+    occ = Occurrence(sample, text, start, start + len(value), "PERSON", 0.85, sources=frozenset(sources))
+    occ.mean_logprob = occ.min_k_logprob = mean
+    occ.context_min_k = occ.tail_min_k = mean
+    return occ
+
+
+def test_group_by_value_dedupes_and_keeps_the_best_occurrence() -> None:
+    occs = [
+        _occ(0, "Ann Lee called.", "Ann Lee", -0.9, {0}),
+        _occ(1, "Then Ann Lee paid.", "Ann Lee", -0.05, {1, 2}),
+        _occ(2, "Bo Yu left.", "Bo Yu", -6.0, {3}),
+    ]
+    values = {v.value: v for v in group_by_value(occs)}
+    assert set(values) == {"Ann Lee", "Bo Yu"}
+    assert values["Ann Lee"].best.sample == 1 and values["Ann Lee"].recurrence == 3
+    assert values["Ann Lee"].memorization > 0.5 > values["Bo Yu"].memorization
+    # Each kept value is carried by one text only: the one where it scored best.
+    assert select_samples(list(values.values()), 0.5) == [1]
+
+
+def test_memorised_value_outscores_a_swapped_fake(victim: Any, victim_dir: Path) -> None:
+    """The planted value in its own context scores as memorised; a fresh fake value does not."""
+    record = read_records(victim_dir / PLANTED_FILE)[1]
+    span = record.spans[-1]
+    value = record.span_text(span)
+    fake = "".join("7" if ch.isdigit() else ch for ch in value)
+    texts = [record.text, record.text.replace(value, fake)]
+    occs = [Occurrence(i, t, span.start, span.end, span.entity_type, 1.0) for i, t in enumerate(texts)]
+    score_occurrences(victim.model, victim.tokenizer, occs)
+    real, swapped = group_by_value(occs)
+    assert real.best.mean_logprob > swapped.best.mean_logprob + 1.0
+    assert real.memorization >= 0.5 > swapped.memorization
+
+
+# --- prompts, allocation, templates --------------------------------------------------------
+
+
+def test_prompt_lines_and_builtin_openers() -> None:
+    assert parse_prompt_lines(["# comment", "", "<BOS>", "Email:  ", "a\\nb"]) == ["", "Email:", "a\nb"]
+    openers = builtin_openers()
+    assert "" in openers and "My name is" in openers and len(openers) >= 20
+    # Nothing is taken from the victim's templates.
+    victim_heads = {t.split("{")[0].strip() for t in VICTIM_TEMPLATES}
+    assert not victim_heads & {o.strip() for o in openers}
+    for template in builtin_templates():
+        assert template not in VICTIM_TEMPLATES
+
+
+def test_allocate_is_proportional_and_exact() -> None:
+    got = allocate({"a": 3.0, "b": 1.0, "c": 0.0}, 10)
+    assert sum(got.values()) == 10 and got["c"] == 0 and got["a"] > got["b"]
+    assert allocate({"a": 0.0, "b": 0.0}, 3) in ({"a": 2, "b": 1}, {"a": 1, "b": 2})
+
+
+def test_inverter_helpers_are_deterministic() -> None:
+    assert template_texts(builtin_templates(), 6, 1) == template_texts(builtin_templates(), 6, 1)
+    assert template_texts(builtin_templates(), 6, 1) != template_texts(builtin_templates(), 6, 2)
+    assert token_f1([1, 2, 3], [1, 2, 3]) == 1.0
+    assert token_f1([1, 2], [3]) == 0.0
+    assert math.isclose(token_f1([1, 2, 2], [2, 4]), 0.4)
+
+
+def test_read_prompts_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such prompts file"):
+        read_prompts_file(tmp_path / "missing.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n\n")
+    with pytest.raises(InputError, match="no prompts"):
+        read_prompts_file(empty)
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(InputError, match="UTF-8"):
+        read_prompts_file(binary)
+    good = tmp_path / "good.txt"
+    good.write_text("Patient record:\n<BOS>\n")
+    assert read_prompts_file(good) == ["Patient record:", ""]
+
+
+# --- the sample strategy -------------------------------------------------------------------
+
+
+def test_sample_strategy_records(sampled: Any, victim: Any) -> None:
+    assert sampled.records, sampled.summary
+    values = []
+    for rec in sampled.records:
+        assert rec.spans and 0.0 <= rec.memorization <= 1.0
+        assert len(rec.token_mask) == rec.num_tokens and any(rec.token_mask)
+        assert rec.prompt is not None and rec.text.startswith(rec.prompt)
+        for span in rec.spans:
+            assert rec.span_text(span) == span.value
+            assert span.memorization >= 0.5 and span.recurrence >= 1
+            assert span.mean_logprob <= 0.0 and span.min_k_logprob <= span.mean_logprob + 1e-6
+            values.append((span.value, span.entity_type))
+    summary = sampled.summary
+    assert summary["values_kept"] == len(set(values))
+    assert sum(row["kept"] for row in summary["per_entity"].values()) == summary["values_kept"]
+    # The run finds a good share of what the victim memorised.
+    planted = {r.span_text(s) for r in read_records(Path(victim.source) / PLANTED_FILE) for s in r.spans}
+    found = {v for v, _ in values}
+    assert len(found & planted) >= 0.4 * len(planted)
+
+
+def test_sample_strategy_is_deterministic(sampled: Any, victim: Any, detector: Detector) -> None:
+    again = run_inversion(victim, seed=0, detector=detector, **SMALL)
+    assert [r.to_json() for r in again.records] == [r.to_json() for r in sampled.records]
+    other = run_inversion(victim, seed=1, detector=detector, **{**SMALL, "num_samples": 96})
+    assert [r.text for r in other.records] != [r.text for r in sampled.records]
+
+
+def test_run_inversion_rejects_bad_options(victim: Any, detector: Detector) -> None:
+    with pytest.raises(InputError, match="unknown inversion strategy"):
+        run_inversion(victim, strategy="nope", detector=detector)
+    with pytest.raises(InputError, match="no option"):
+        run_inversion(victim, detector=detector, not_an_option=1)
+    with pytest.raises(InputError, match="at least 1"):
+        run_inversion(victim, detector=detector, num_samples=0)
+    assert "threshold" in strategy_options("sample")
+    assert "save_inverter" in strategy_options("logit-inverter")
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, ["invert", *args])
+
+
+def test_cli_sample_writes_records_and_manifest(victim_dir: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# mine\nPlease contact\n")
+    out = tmp_path / "probes.jsonl"
+    result = _invoke(
+        "--model", str(victim_dir), "--output", str(out), "--num-samples", "96",
+        "--max-new-tokens", "40", "--prompts", str(prompts), "--seed", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "kept" in result.output
+    assert oct(os.stat(out).st_mode & 0o777) == "0o600"
+    records = read_records(out, allow_empty=True)
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest["seed"] == 3
+    assert manifest["inputs"][0]["role"] == "model" and len(manifest["inputs"][0]["sha256"]) == 64
+    assert manifest["inputs"][1]["role"] == "prompts"
+    assert "Please contact" in manifest["settings"]["openers"]
+    assert manifest["settings"]["records_written"] == len(records)
+    assert "invert" in manifest["timings"]
+
+
+def test_cli_logit_inverter_trains_saves_and_reuses(victim_dir: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "inverter"
+    first = tmp_path / "a.jsonl"
+    result = _invoke(
+        "--model", str(victim_dir), "--output", str(first), "--strategy", "logit-inverter",
+        "--num-samples", "16", "--max-new-tokens", "24", "--save-inverter", str(saved), *TINY_INVERTER,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((saved / "inverter.json").read_text())
+    assert config["heldout_token_f1"] is not None and len(config["tokenizer_fingerprint"]) == 64
+    manifest = read_manifest(first)
+    assert manifest is not None and manifest["settings"]["strategy"] == "logit-inverter"
+    second = tmp_path / "b.jsonl"
+    result = _invoke(
+        "--model", str(victim_dir), "--output", str(second), "--strategy", "logit-inverter",
+        "--num-samples", "16", "--max-new-tokens", "24", "--inverter", str(saved),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert second.read_text() == first.read_text()  # same inverter, same seed: same surrogates
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "{tmp}/no-such-model"], "no such checkpoint"),
+        (["--output", "{tmp}/no/such/dir/out.jsonl"], "output folder does not exist"),
+        (["--prompts", "{tmp}/missing.txt"], "no such prompts file"),
+        (["--prompts", "{tmp}/empty.txt"], "no prompts"),
+        (["--strategy", "magic"], "unknown inversion strategy"),
+        (["--set", "nonsense=1"], "has no option"),
+        (["--set", "novalue"], "KEY=VALUE"),
+        (["--inverter", "{tmp}"], "has no option"),
+        (["--strategy", "logit-inverter", "--inverter", "{tmp}"], "not a saved inverter"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_writes_nothing(
+    victim_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "empty.txt").write_text("\n# nothing\n")
+    out = tmp_path / "out.jsonl"
+    base = {"--model": str(victim_dir), "--output": str(out)}
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    for flag, value in base.items():
+        if flag not in argv:
+            argv = [flag, value, *argv]
+    result = _invoke(*argv, "--num-samples", "8")
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_cli_rejects_an_inverter_for_another_tokenizer(victim_dir: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "inv"
+    fake.mkdir()
+    (fake / "inverter.json").write_text(json.dumps({"tokenizer_fingerprint": "0" * 64}))
+    out = tmp_path / "out.jsonl"
+    result = _invoke(
+        "--model", str(victim_dir), "--output", str(out), "--strategy", "logit-inverter",
+        "--inverter", str(fake), "--num-samples", "4",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "different tokenizer" in result.output
+    assert not out.exists()
