@@ -10,10 +10,9 @@ imported.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,13 +21,12 @@ from typing import Any, Protocol
 from pii_unlearn.artifacts import Record
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
+from pii_unlearn.lm import cpu_threads
 
 #: Stands for the empty prompt (a document started from the BOS token alone) in prompt files.
 BOS_PROMPT = "<BOS>"
 #: The built-in opener list shipped with the package.
 OPENERS_FILE = "openers.txt"
-#: On CPU, models with fewer parameters than this run single-threaded (see :func:`cpu_threads`).
-SMALL_MODEL_PARAMETERS = 50_000_000
 
 
 class Progress(Protocol):
@@ -101,28 +99,6 @@ def get_strategy(name: str) -> Strategy:
         raise InputError(f"unknown inversion strategy '{name}' (known: {known})") from None
 
 
-@contextlib.contextmanager
-def cpu_threads(loaded: LoadedModel, threads: int | None = None) -> Iterator[int]:
-    """Set torch's CPU thread count for the block (restored after); yields the count used.
-
-    ``None`` picks 1 for small models on CPU: their matrix products are too small
-    to gain from threads, and on a busy machine threads spin-wait on each other
-    (measured: 20x slower sampling with 2 threads than with 1 on a loaded 2-core box).
-    Larger models and GPU runs keep the current setting.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is None:
-        small = sum(p.numel() for p in loaded.model.parameters()) < SMALL_MODEL_PARAMETERS
-        threads = 1 if small and not str(loaded.device).startswith("cuda") else before
-    torch.set_num_threads(max(1, threads))
-    try:
-        yield max(1, threads)
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_inversion(
     loaded: LoadedModel,
     *,
@@ -143,7 +119,7 @@ def run_inversion(
     strategy's built-in prompts (pass ``builtin_prompts=False`` to use only
     them). ``detector`` is a :class:`pii_unlearn.pii.detect.Detector` (one is
     made with default settings when omitted). ``threads`` sets torch's CPU
-    threads for the run (default: see :func:`cpu_threads`). Deterministic for a
+    threads for the run (default: see :func:`pii_unlearn.lm.cpu_threads`). Deterministic for a
     given seed.
     """
     func = get_strategy(strategy)
@@ -156,7 +132,7 @@ def run_inversion(
         if value is not None and value < 1:
             raise InputError(f"{key.replace('_', '-')} must be at least 1, got {value}")
     kwargs = {k: v for k, v in budgets.items() if v is not None}
-    with cpu_threads(loaded, threads) as used:
+    with cpu_threads(loaded.model, threads) as used:
         result = func(
             loaded,
             seed=seed,

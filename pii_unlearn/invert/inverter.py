@@ -62,6 +62,8 @@ from pii_unlearn.synth.fake import fake_value, fill_template, make_faker, templa
 
 #: Ranked-vocabulary chunk sizes of the front end (the rest of the vocabulary is one last chunk).
 CHUNK_SIZES: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64)
+#: Greedy decoding never repeats a token n-gram of this length (small inverters loop otherwise).
+NO_REPEAT_NGRAM = 3
 #: The shipped training templates.
 TEMPLATES_FILE = "inverter_templates.txt"
 #: Files of a saved inverter.
@@ -216,11 +218,15 @@ class LogitInverter(nn.Module):
 
     @torch.no_grad()
     def decode(self, logprobs: torch.Tensor, max_new_tokens: int) -> list[list[int]]:
-        """Greedy reconstructions (token ids, without start, end and padding)."""
+        """Greedy reconstructions (token ids, without start, end and padding), no repeated 3-grams."""
         embeds = self.front(logprobs)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         out = self.t5.generate(
-            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            no_repeat_ngram_size=NO_REPEAT_NGRAM,
         )
         special = {self.t5.config.pad_token_id, self.t5.config.eos_token_id}
         result = []

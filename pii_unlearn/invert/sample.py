@@ -51,7 +51,7 @@ from pii_unlearn.invert.scoring import (
     score_occurrences,
     select_samples,
 )
-from pii_unlearn.lm import generate
+from pii_unlearn.lm import generate, next_token_logprobs
 from pii_unlearn.pii.masks import token_mask
 
 #: Default budgets of the sample strategy.
@@ -178,8 +178,6 @@ def branch_heads(
     ``Customer``), where sampling would need many draws to see each once. At most
     ``max_heads`` heads, the most likely first.
     """
-    from pii_unlearn.lm import next_token_logprobs
-
     tokenizer = loaded.tokenizer
     special = set(tokenizer.all_special_ids)
     frontier: list[tuple[str, float]] = [(prefix, 0.0)]
@@ -194,10 +192,14 @@ def branch_heads(
             if level > 0 and float(top_lp[0].exp()) >= BRANCH_CONFIDENT:
                 leaves.append((head, logp))
                 continue
+            base = tokenizer(head, add_special_tokens=False)["input_ids"]
+            shown = tokenizer.decode(base)
             for lp, tid in zip(top_lp.tolist(), top_ids.tolist(), strict=True):
                 if lp < math.log(min_prob) or tid in special:
                     continue
-                piece = tokenizer.decode([tid])
+                # Decode in context: SentencePiece tokenizers drop a lone token's leading space.
+                full = tokenizer.decode([*base, tid])
+                piece = full[len(shown) :] if full.startswith(shown) else tokenizer.decode([tid])
                 if piece and "\ufffd" not in piece:
                     grown.append((head + piece, logp + lp))
         room = max(0, max_heads - len(leaves))

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pii_unlearn.lm import text_token_logprobs
+
 #: Share of tokens that Min-K% averages (the audit uses k = 20% too).
 DEFAULT_MIN_K = 0.2
 #: A value is kept ("memorised") when its memorisation confidence reaches this.
@@ -143,8 +145,6 @@ def score_occurrences(
     batch_size: int = 32,
 ) -> None:
     """Fill in each occurrence's scores in place (each distinct text is run through the model once)."""
-    from pii_unlearn.lm import text_token_logprobs
-
     texts = list(dict.fromkeys(o.text for o in occurrences))
     if not texts:
         return
