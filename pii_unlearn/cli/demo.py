@@ -9,24 +9,79 @@ import typer
 
 from pii_unlearn.cli.app import command, console, out
 
+#: Figures shown in the demo's before/after table: (metric, part, label, format).
+DEMO_FIGURES: tuple[tuple[str, str, str, str], ...] = (
+    ("err", "overall", "ERR (exact reconstruction), all values", "{:.1%}"),
+    ("err", "conditioned", "ERR, values that follow another PII value", "{:.1%}"),
+    ("e_hit", "overall", "E-Hit (value among 8 samples)", "{:.1%}"),
+    ("exposure", "overall", "exposure (bits)", "{:.2f}"),
+    ("mia_auc", "overall", "membership AUC (Min-K%)", "{:.3f}"),
+    ("perplexity", "value", "held-out perplexity", "{:.2f}"),
+)
+
+
+def _fmt(value: object, pattern: str) -> str:
+    return pattern.format(value) if isinstance(value, (int, float)) else "n/a"
+
+
+def figure(report: dict, side: str, metric: str, part: str) -> object:
+    """One figure of an audit report: ``report[side][metric][part]`` (or the plain value)."""
+    value = (report.get(side) or {}).get(metric)
+    return value.get(part) if isinstance(value, dict) else value
+
 
 @command("demo")
 def demo(
     workdir: Annotated[Path, typer.Option(help="Folder for the victim and every intermediate file.")] = Path(
         "demo-work"
     ),
+    method: Annotated[str, typer.Option(help="Unlearning method to demonstrate.")] = "dfsu",
     seed: Annotated[int, typer.Option(help="Seed of every step.")] = 0,
+    records: Annotated[int, typer.Option(min=8, help="Planted records in the victim (when built).")] = 64,
 ) -> None:
-    """Build (or reuse) the demo victim and show how much PII it leaks."""
-    from pii_unlearn.artifacts import read_records
-    from pii_unlearn.checkpoint import load_model
-    from pii_unlearn.synth.victim import PLANTED_FILE, VictimConfig, build_victim, conditioned_err
+    """Build (or reuse) a model that leaks synthetic PII, sanitize it without its training data, prove it.
 
+    Runs make-victim, invert, detect, risk-score, unlearn and audit, leaving every file
+    in WORKDIR; the audit checks the planted records, which no sanitizing step reads.
+    """
+    import time
+
+    from rich.table import Table
+
+    from pii_unlearn.pipeline import run_cli, run_pipeline
+    from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
+
+    start = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     victim = workdir / "victim"
     if not (victim / "config.json").exists():
-        with console.status("building the victim model..."):
-            build_victim(victim, VictimConfig(seed=seed))
-    loaded = load_model(victim)
-    rate, n = conditioned_err(loaded.model, loaded.tokenizer, read_records(victim / PLANTED_FILE))
-    out.print(f"victim: {victim}\ngreedy decoding reproduces {rate:.1%} of {n} planted PII values")
+        console.print("[bold]1/6 make-victim[/]: a small model that memorised synthetic PII")
+        run_cli(["make-victim", "--output", str(victim), "--records", str(records), "--seed", str(seed)])
+    else:
+        console.print(f"[bold]1/6 make-victim[/]: reusing {victim}")
+    numbers = {"invert": 2, "detect": 3, "risk-score": 4, "unlearn": 5, "audit": 6}
+    run = run_pipeline(
+        victim,
+        workdir,
+        audit_records=victim / PLANTED_FILE,
+        heldout=victim / HELDOUT_FILE,
+        method=method,
+        seed=seed,
+        on_step=lambda name: console.print(f"[bold]{numbers[name]}/6 {name}[/]"),
+    )
+    report = run.report
+    table = Table(title=f"PII leakage before and after {method} (audited on the planted records)")
+    table.add_column("figure")
+    table.add_column("original", justify="right")
+    table.add_column("sanitized", justify="right")
+    for metric, part, label, pattern in DEMO_FIGURES:
+        before = _fmt(figure(report, "baseline", metric, part), pattern)
+        table.add_row(label, before, _fmt(figure(report, "model", metric, part), pattern))
+    out.print(table)
+    change = report.get("ppl_increase_pct")
+    out.print(
+        f"perplexity change {_fmt(change, '{:+.2f}')}%; report: {run.report_dir / 'report.html'}; "
+        f"total {time.perf_counter() - start:.0f}s "
+        f"({', '.join(f'{k} {v:.0f}s' for k, v in run.timings.items())})",
+        highlight=False,
+    )

@@ -21,6 +21,7 @@ from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
 from pii_unlearn.audit.targets import extraction_targets
+from pii_unlearn.lm import cpu_threads
 from pii_unlearn.unlearn.config import UnlearnSettings, load_config_file, resolve_settings
 from pii_unlearn.unlearn.data import (
     forget_examples,
@@ -80,43 +81,44 @@ def unlearn_model(
     """
     cls = get_method(method)
     s = settings or resolve_settings(cls.defaults)
-    examples = forget_examples(
-        records,
-        tokenizer,
-        max_length=MAX_TRAIN_TOKENS,
-        require_spans=cls.needs_spans,
-        risk_weighting=s.risk_weighting,
-    )
-    if retain is not None:
-        kl, guard = split_guard(retain_from_texts(retain, tokenizer, MAX_TRAIN_TOKENS), s.guard_texts)
-    else:
-        guard = retain_from_texts(retain_texts(None), tokenizer, MAX_TRAIN_TOKENS)
-        if s.retain_source == "generated":
-            kl = generated_retain(
-                model,
-                tokenizer,
-                count=s.retain_samples,
-                seed=seed,
-                max_new_tokens=s.retain_max_new_tokens,
-                max_length=MAX_TRAIN_TOKENS,
-                detector=detector,
-            )
+    with cpu_threads(model):
+        examples = forget_examples(
+            records,
+            tokenizer,
+            max_length=MAX_TRAIN_TOKENS,
+            require_spans=cls.needs_spans,
+            risk_weighting=s.risk_weighting,
+        )
+        if retain is not None:
+            kl, guard = split_guard(retain_from_texts(retain, tokenizer, MAX_TRAIN_TOKENS), s.guard_texts)
         else:
-            kl = guard
-    used = {e.record_id for e in examples}
-    targets = extraction_targets([r for r in records if r.id in used and r.spans])
-    trained, loop = run_loop(
-        model,
-        tokenizer,
-        cls(s),
-        examples,
-        kl,
-        guard,
-        seed=seed,
-        device=device,
-        progress=progress,
-        forget_targets=targets,
-    )
+            guard = retain_from_texts(retain_texts(None), tokenizer, MAX_TRAIN_TOKENS)
+            if s.retain_source == "generated":
+                kl = generated_retain(
+                    model,
+                    tokenizer,
+                    count=s.retain_samples,
+                    seed=seed,
+                    max_new_tokens=s.retain_max_new_tokens,
+                    max_length=MAX_TRAIN_TOKENS,
+                    detector=detector,
+                )
+            else:
+                kl = guard
+        used = {e.record_id for e in examples}
+        targets = extraction_targets([r for r in records if r.id in used and r.spans])
+        trained, loop = run_loop(
+            model,
+            tokenizer,
+            cls(s),
+            examples,
+            kl,
+            guard,
+            seed=seed,
+            device=device,
+            progress=progress,
+            forget_targets=targets,
+        )
     return UnlearnResult(trained, method, s, loop, len(examples))
 
 
