@@ -404,3 +404,82 @@ def next_token_logprobs(
         picked = logits[torch.arange(len(chunk), device=logits.device), last].float()
         rows.append(torch.log_softmax(picked, dim=-1).cpu())
     return torch.cat(rows) if rows else torch.empty(0)
+
+
+@torch.no_grad()
+def sample_continuations(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    budgets: Sequence[int],
+    *,
+    num_samples: int,
+    top_k: int = 40,
+    temperature: float = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[str]]:
+    """``num_samples`` top-k samples per prompt, each at most ``budgets[i]`` new tokens, in order.
+
+    Plain top-k sampling at ``temperature`` (the model's own generation config
+    plays no part), with each prompt run once and its key/value cache shared by
+    its samples, where :func:`generate` would run it ``num_samples`` times.
+    Prompts are batched in order of budget (as :func:`generate_bucketed` does);
+    batch ``j`` of that order draws from a generator seeded ``seed * 1000 + j``,
+    so the samples depend only on the prompts, budgets and seed. A sample stops
+    at EOS.
+    """
+    from transformers import DynamicCache
+
+    device = model_device(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos_id(tokenizer) or 0
+    eos = tokenizer.eos_token_id
+    order = sorted(range(len(prompts)), key=lambda i: budgets[i])
+    results: list[list[str]] = [[] for _ in prompts]
+    done = 0
+    for j, chunk in enumerate(batched(order, batch_size)):
+        ids, mask = pad_left([encode(tokenizer, prompts[i])["input_ids"] for i in chunk], pad, device)
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        cache = DynamicCache(
+            [
+                (k.repeat_interleave(num_samples, 0), v.repeat_interleave(num_samples, 0))
+                for k, v in out.past_key_values.to_legacy_cache()
+            ]
+        )
+        mask = mask.repeat_interleave(num_samples, 0)
+        position = positions[:, -1:].repeat_interleave(num_samples, 0)
+        logits = out.logits[:, -1].repeat_interleave(num_samples, 0)
+        gen = torch.Generator(device=device).manual_seed(seed * 1000 + j)
+        rows = logits.shape[0]
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        steps: list[torch.Tensor] = []
+        for step in range(max(1, max(budgets[i] for i in chunk))):
+            top_values, top_ids = (logits.float() / temperature).topk(min(top_k, logits.shape[-1]), dim=-1)
+            pick = torch.multinomial(torch.softmax(top_values, dim=-1), 1, generator=gen)
+            token = top_ids.gather(-1, pick).squeeze(-1).masked_fill(finished, pad)
+            steps.append(token)
+            if eos is not None:
+                finished |= token == eos
+            if bool(finished.all()) or step + 1 == max(budgets[i] for i in chunk):
+                break
+            mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
+            position = position + 1
+            out = model(
+                input_ids=token.unsqueeze(-1),
+                attention_mask=mask,
+                position_ids=position,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache, logits = out.past_key_values, out.logits[:, -1]
+        tokens = torch.stack(steps, dim=1).tolist()
+        for n, i in enumerate(chunk):
+            budget = max(1, budgets[i])
+            rows_i = tokens[n * num_samples : (n + 1) * num_samples]
+            results[i] = tokenizer.batch_decode([r[:budget] for r in rows_i], skip_special_tokens=True)
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
+    return results

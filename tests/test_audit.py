@@ -8,6 +8,7 @@ import math
 import random
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,28 @@ from pii_unlearn.audit.metrics import (
     fuzzy_score,
     min_k_score,
 )
-from pii_unlearn.audit.report import auc_of, breakdown
+from pii_unlearn.audit.report import auc_of, breakdown, mean_of
 from pii_unlearn.audit.runner import run_audit
 from pii_unlearn.audit.settings import AuditSettings
 from pii_unlearn.audit.targets import Target, extraction_targets
 from pii_unlearn.audit.variants import fake_twin, format_candidates, paraphrase_probes, random_same_format
 from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import continuation_logprobs, mean_kl, token_logprobs
+from pii_unlearn.lm import continuation_logprobs, generate, mean_kl, sample_continuations, token_logprobs
 from pii_unlearn.synth.fake import make_faker
 from pii_unlearn.synth.victim import PLANTED_FILE
 
 #: Records of the session victim used by the end-to-end tests (a subset keeps them fast).
 SUBSET = 12
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The tiny victim runs fastest single-threaded, as the audit itself runs it (lm.cpu_threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +151,6 @@ def test_breakdown_groups() -> None:
         Target("b", "PERSON", "x", " B", "B", False),
         Target("b", "PHONE_NUMBER", "x B", " 2", "2", True),
     ]
-    from pii_unlearn.audit.report import mean_of
-
     block = breakdown([[1.0, 0.0, 0.0, None]], targets, ["PERSON", "PHONE_NUMBER"], mean_of)
     assert block == {
         "overall": pytest.approx(1 / 3),
@@ -199,6 +207,16 @@ def test_continuation_logprobs_match_token_logprobs(victim: Any) -> None:
         want = token_logprobs(victim.model, victim.tokenizer, [ctx] * len(cs), cs)
         for g, w in zip(got, want, strict=True):
             assert g == pytest.approx(w, abs=1e-4)
+
+
+def test_shared_prefix_sampler_is_seeded_and_top1_is_greedy(victim: Any) -> None:
+    prompts = ["Customer", "", "Employee Ann Lee can be reached at"]
+    greedy = generate(victim.model, victim.tokenizer, prompts, max_new_tokens=6)
+    top1 = sample_continuations(victim.model, victim.tokenizer, prompts, [6, 6, 6], num_samples=2, top_k=1)
+    assert [[g[0], g[0]] for g in greedy] == top1
+    a = sample_continuations(victim.model, victim.tokenizer, prompts, [3, 5, 4], num_samples=3, seed=9)
+    b = sample_continuations(victim.model, victim.tokenizer, prompts, [3, 5, 4], num_samples=3, seed=9)
+    assert a == b and [len(x) for x in a] == [3, 3, 3]
 
 
 def _run(victim: Any, records: list[Record], **overrides: Any) -> ModelRun:

@@ -28,7 +28,12 @@ from pii_unlearn.audit.settings import AuditSettings
 from pii_unlearn.audit.targets import Target, extraction_targets, greedy_hits
 from pii_unlearn.audit.variants import Probe, fake_twin, format_candidates, paraphrase_probes
 from pii_unlearn.checkpoint import LoadedModel
-from pii_unlearn.lm import continuation_logprobs, generate_bucketed, text_token_logprobs
+from pii_unlearn.lm import (
+    continuation_logprobs,
+    generate_bucketed,
+    sample_continuations,
+    text_token_logprobs,
+)
 from pii_unlearn.synth.fake import make_faker
 
 #: ``progress(stage, done, total)``: what the audit is doing, for a progress bar.
@@ -37,7 +42,7 @@ ProgressFn = Callable[[str, int, int], None]
 Column = list[float | None]
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
+def silent(stage: str, done: int, total: int) -> None:
     """The default progress callback: says nothing."""
 
 
@@ -85,7 +90,7 @@ class ModelRun:
     side: str
     inputs: AuditInputs
     settings: AuditSettings
-    progress: ProgressFn = _no_progress
+    progress: ProgressFn = silent
 
     def stage(self, name: str, total: int) -> Callable[[int], None]:
         """A per-batch callback for ``lm`` functions that reports under ``side: name``."""
@@ -101,16 +106,17 @@ class ModelRun:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A registered measurement: the columns it fills and whether ``--quick`` runs it."""
+    """A registered measurement: the columns it fills, whether ``--quick`` runs it, its on/off setting."""
 
     name: str
     columns: tuple[str, ...]
     compute: Callable[[ModelRun], Measured]
     in_quick: bool = True
+    switch: str | None = None
 
     def enabled(self, settings: AuditSettings) -> bool:
         """Whether these settings run it."""
-        if self.name == "reinversion" and not settings.reinversion:
+        if self.switch is not None and not getattr(settings, self.switch):
             return False
         return self.in_quick or not settings.quick
 
@@ -120,12 +126,12 @@ MEASUREMENTS: dict[str, Measurement] = {}
 
 
 def measurement(
-    name: str, columns: tuple[str, ...], *, in_quick: bool = True
+    name: str, columns: tuple[str, ...], *, in_quick: bool = True, switch: str | None = None
 ) -> Callable[[Callable[[ModelRun], Measured]], Callable[[ModelRun], Measured]]:
-    """Register a measurement function under ``name``."""
+    """Register a measurement function under ``name`` (``switch``: a boolean setting that turns it off)."""
 
     def register(fn: Callable[[ModelRun], Measured]) -> Callable[[ModelRun], Measured]:
-        MEASUREMENTS[name] = Measurement(name, columns, fn, in_quick)
+        MEASUREMENTS[name] = Measurement(name, columns, fn, in_quick, switch)
         return fn
 
     return register
@@ -181,16 +187,15 @@ def sampled_continuations(
 ) -> list[list[str]]:
     """``samples`` seeded top-k samples per prompt (the same seeds on every model)."""
     s = run.settings
-    return generate_bucketed(
+    return sample_continuations(
         run.loaded.model,
         run.loaded.tokenizer,
         prompts,
         budgets,
-        batch_size=s.batch_size,
-        do_sample=True,
+        num_samples=samples,
         top_k=s.top_k,
         temperature=s.temperature,
-        num_return_sequences=samples,
+        batch_size=s.batch_size,
         seed=s.seeds()["sampling"],
         progress=run.stage(label, len(prompts)),
     )
@@ -349,7 +354,7 @@ def measure_paraphrase(run: ModelRun) -> Measured:
 # --- re-inversion ----------------------------------------------------------------------------------
 
 
-@measurement("reinversion", ("reinverted",), in_quick=False)
+@measurement("reinversion", ("reinverted",), in_quick=False, switch="reinversion")
 def measure_reinversion(run: ModelRun) -> Measured:
     """Run ``invert`` again with new seeds; which audited values still appear in its output spans.
 

@@ -29,8 +29,8 @@ from pii_unlearn.audit.metrics import (
     Measured,
     ModelRun,
     ProgressFn,
-    _no_progress,
     run_measurements,
+    silent,
     skipped,
 )
 from pii_unlearn.audit.report import (
@@ -262,7 +262,7 @@ def run_audit(
     """
     start = time.perf_counter()
     settings = settings or AuditSettings()
-    progress = progress or _no_progress
+    progress = progress or silent
     timer = Timer()
     conditions = parse_conditions(fail_on)
     recs, records_where = _load_records(records)
