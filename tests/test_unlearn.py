@@ -229,3 +229,25 @@ def test_cli_unlearn_runs(victim_dir: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "stopped" in result.output
+
+
+def test_unpii_methods_weight_by_risk_and_prefer_fake_twins(victim_dir: Path) -> None:
+    from pii_unlearn.unlearn.losses import dpo
+
+    assert {"unpii-ga", "unpii-npo", "unpii-dpo"} <= set(METHODS)
+    assert settings_for("unpii-npo").risk_weighting is True
+    loaded = _fresh(victim_dir)
+    records = read_records(victim_dir / PLANTED_FILE)[:6]
+    risky = [Record.model_validate({**r.to_json(), "pri": 0.5}) for r in records]
+    [ex] = forget_examples(
+        risky[:1], loaded.tokenizer, max_length=64, require_spans=True, risk_weighting=True
+    )
+    assert ex.weight == 1.5
+    [tw] = forget_examples(records[:1], loaded.tokenizer, max_length=64, require_spans=True, preferred=True)
+    assert tw.preferred_ids and tw.preferred_ids != tw.input_ids
+    zero = torch.zeros(2)
+    assert torch.allclose(dpo(zero, zero, zero, zero, torch.ones(2), 0.1), torch.log(torch.tensor(2.0)))
+    settings = settings_for("unpii-dpo", None, {**FAST, "max_steps": 10, "ppl_limit_pct": 1e9})
+    result = unlearn_model(loaded.model, loaded.tokenizer, risky, method="unpii-dpo", settings=settings)
+    first, kept = result.loop.readings[0], result.loop.kept
+    assert kept is not None and kept.pii_prob < first.pii_prob

@@ -88,6 +88,8 @@ def unlearn_model(
             max_length=MAX_TRAIN_TOKENS,
             require_spans=cls.needs_spans,
             risk_weighting=s.risk_weighting,
+            preferred=cls.needs_preferred,
+            seed=seed,
         )
         if retain is not None:
             kl, guard = split_guard(retain_from_texts(retain, tokenizer, MAX_TRAIN_TOKENS), s.guard_texts)

@@ -40,6 +40,7 @@ class UnlearnSettings(BaseModel):
     alpha: float = Field(1.0, ge=0, description="DFSU: weight of NLL on non-PII tokens")
     beta: float = Field(1.0, ge=0, description="DFSU: weight of the (negated) NLL on PII tokens")
     npo_beta: float = Field(0.1, gt=0, description="NPO temperature")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO temperature (UnPII-DPO)")
     nll_clamp: float = Field(8.0, gt=0, description="per-token NLL above this gives the ascent no gradient")
     kl_weight: float = Field(5.0, ge=0, description="weight of KL(original || model) on retain text")
     retain_source: Literal["generated", "builtin"] = Field(

@@ -18,7 +18,10 @@ from pii_unlearn.artifacts import Record, read_records
 from pii_unlearn.data import benign_texts
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import encode, pad_right
+from pii_unlearn.pii.anonymize import faked_text
 from pii_unlearn.pii.masks import token_mask
+from pii_unlearn.risk import loss_weight
+from pii_unlearn.synth.fake import make_faker
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class ForgetExample:
     input_ids: list[int]
     pii_mask: list[int]
     weight: float = 1.0
+    preferred_ids: list[int] | None = None
 
 
 def _record_mask(record: Record, tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -46,8 +50,16 @@ def forget_examples(
     max_length: int,
     require_spans: bool,
     risk_weighting: bool = False,
+    preferred: bool = False,
+    seed: int = 0,
 ) -> list[ForgetExample]:
-    """Forget examples from records (truncated to ``max_length`` tokens)."""
+    """Forget examples from records (truncated to ``max_length`` tokens).
+
+    ``risk_weighting`` gives each example UnPII's weight 1 + PRI (the record's ``pri``
+    from ``risk-score``, else the default policy's). ``preferred`` adds the record's
+    faked twin (``faked_text`` from ``detect --fake``, else made here with Faker and
+    ``seed``) as the answer DPO should prefer.
+    """
     if not records:
         raise InputError("the forget set is empty")
     if require_spans and not any(r.spans for r in records):
@@ -55,21 +67,21 @@ def forget_examples(
             "no forget record has PII spans; run `pii-unlearn detect` on it first "
             "(or choose a method that forgets whole sequences, such as ga or npo)"
         )
+    fake = make_faker(seed)
+    memo: dict[tuple[str, str], str] = {}
     out = []
     for rec in records:
         if require_spans and not rec.spans:
             continue
         ids, mask = _record_mask(rec, tokenizer)
-        weight = 1.0
-        if risk_weighting:
-            pri = getattr(rec, "pri", None)
-            if not isinstance(pri, (int, float)):
-                raise InputError(
-                    f"record {rec.id}: risk weighting needs a numeric 'pri' field; "
-                    "run `pii-unlearn risk-score` on the forget set first"
-                )
-            weight = 1.0 + float(pri)
-        out.append(ForgetExample(rec.id, ids[:max_length], mask[:max_length], weight))
+        weight = loss_weight(rec) if risk_weighting else 1.0
+        alt = None
+        if preferred:
+            twin = getattr(rec, "faked_text", None)
+            if not isinstance(twin, str) or not twin:
+                twin = faked_text(rec.text, rec.spans, fake, memo)
+            alt = encode(tokenizer, twin)["input_ids"][:max_length]
+        out.append(ForgetExample(rec.id, ids[:max_length], mask[:max_length], weight, alt))
     return out
 
 
@@ -154,8 +166,13 @@ def split_guard(items: Sequence[Any], guard_count: int) -> tuple[list[Any], list
 
 
 def collate(examples: Sequence[ForgetExample], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
-    """Right-padded tensors: ``input_ids``, ``attention_mask``, ``pii_mask``, ``weights``."""
+    """Right-padded tensors: ``input_ids``, ``attention_mask``, ``pii_mask``, ``weights``
+    (and ``preferred_ids`` / ``preferred_mask`` when the examples carry preferred twins)."""
     ids, attn = pad_right([e.input_ids for e in examples], pad_id, device)
     pii, _ = pad_right([e.pii_mask for e in examples], 0, device)
     weights = torch.tensor([e.weight for e in examples], dtype=torch.float32, device=device)
-    return {"input_ids": ids, "attention_mask": attn, "pii_mask": pii * attn, "weights": weights}
+    batch = {"input_ids": ids, "attention_mask": attn, "pii_mask": pii * attn, "weights": weights}
+    if all(e.preferred_ids for e in examples):
+        pref, pref_attn = pad_right([e.preferred_ids or [] for e in examples], pad_id, device)
+        batch.update(preferred_ids=pref, preferred_mask=pref_attn)
+    return batch

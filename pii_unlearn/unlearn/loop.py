@@ -194,13 +194,22 @@ def run_loop(
     dev = accelerator.device
     unwrapped = accelerator.unwrap_model(model)
 
+    ref_logp: dict[Any, float] = {}
+    ref_pref_logp: dict[Any, float] = {}
     if method.needs_reference_logp:
-        ref_logp: dict[Any, float] = {}
         for chunk in batched(forget, 32):
             batch = collate(chunk, pad, dev)
             logits = reference.logits(batch["input_ids"], batch["attention_mask"])
             for ex, lp in zip(chunk, sequence_logprob(logits, batch).tolist(), strict=True):
                 ref_logp[ex.record_id] = lp
+            if "preferred_ids" in batch:
+                pref = {"input_ids": batch["preferred_ids"], "attention_mask": batch["preferred_mask"]}
+                logits = reference.logits(pref["input_ids"], pref["attention_mask"])
+                for ex, lp in zip(chunk, sequence_logprob(logits, pref).tolist(), strict=True):
+                    ref_pref_logp[ex.record_id] = lp
+
+    def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=ids, attention_mask=mask).logits
 
     def reading(step: int, loss: float | None, base_ppl: float) -> GuardReading:
         unwrapped.eval()
@@ -242,11 +251,15 @@ def run_loop(
             take, order = order[: s.batch_size * world], order[s.batch_size * world :]
             mine = take[rank::world] or take[:1]
             batch = collate([forget[i] for i in mine], pad, dev)
-            if method.needs_reference_logp:
+            if ref_logp:
                 batch["ref_logp"] = torch.tensor([ref_logp[forget[i].record_id] for i in mine], device=dev)
+            if ref_pref_logp:
+                batch["ref_preferred_logp"] = torch.tensor(
+                    [ref_pref_logp[forget[i].record_id] for i in mine], device=dev
+                )
             with accelerator.autocast():
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = method.forget_loss(logits, batch)
+                loss = method.forget_loss(logits, batch, forward)
                 if s.kl_weight > 0 and kl_examples:
                     if len(kl_order) < s.retain_batch_size:
                         kl_order.extend(rng.sample(range(len(kl_examples)), len(kl_examples)))

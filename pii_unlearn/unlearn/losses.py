@@ -83,3 +83,16 @@ def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, keep: torch.
     kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
     mask = keep[:, 1:].float()
     return (kl * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def dpo(
+    chosen: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    weights: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """DPO: ``-log sigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected)))``, weighted mean."""
+    margin = (chosen - ref_chosen) - (rejected - ref_rejected)
+    return weighted_mean(-F.logsigmoid(beta * margin), weights)

@@ -10,6 +10,11 @@ import torch
 from pii_unlearn.errors import InputError
 from pii_unlearn.unlearn.config import UnlearnSettings
 
+#: Tensors of one batch of forget examples (see :func:`pii_unlearn.unlearn.data.collate`).
+Batch = dict[str, torch.Tensor]
+#: Runs the model being trained: ``forward(input_ids, attention_mask) -> logits``.
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 class Method:
     """A gradient unlearning method: a forget loss over one batch, on the shared loop.
@@ -25,12 +30,19 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     needs_spans: ClassVar[bool] = False
     needs_reference_logp: ClassVar[bool] = False
+    needs_preferred: ClassVar[bool] = False
 
     def __init__(self, settings: UnlearnSettings) -> None:
         self.settings = settings
 
-    def forget_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The loss on a batch of forget examples (lower is better for the optimiser)."""
+    def forget_loss(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], forward: Forward
+    ) -> torch.Tensor:
+        """The loss on a batch of forget examples (lower is better for the optimiser).
+
+        ``logits`` are the model's on ``batch["input_ids"]``; ``forward(ids, mask)``
+        runs the model on other sequences (a preferred twin, say).
+        """
         raise NotImplementedError
 
 
@@ -50,6 +62,3 @@ def get_method(name: str) -> type[Method]:
         return METHODS[name]
     except KeyError:
         raise InputError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})") from None
-
-
-MethodFactory = Callable[[UnlearnSettings], Method]

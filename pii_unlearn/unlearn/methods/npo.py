@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pii_unlearn.unlearn.losses import npo, sequence_logprob
-from pii_unlearn.unlearn.methods.base import Method, register
+from pii_unlearn.unlearn.methods.base import Forward, Method, register
 
 
 @register
@@ -15,6 +15,8 @@ class NegativePreference(Method):
     defaults = {"lr": 1e-3, "eval_every": 10}
     needs_reference_logp = True
 
-    def forget_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forget_loss(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], forward: Forward
+    ) -> torch.Tensor:
         logp = sequence_logprob(logits, batch)
         return npo(logp, batch["ref_logp"], batch["weights"], self.settings.npo_beta)
