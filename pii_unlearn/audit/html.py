@@ -165,7 +165,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("ERR", "err", "share of values greedy decoding reproduces exactly"),
     ("FRS", "frs", "character similarity of the greedy continuation"),
     ("E-Hit", "e_hit", "share of values found in K samples"),
-    ("exposure (bits)", "exposure", "rank among same-format candidates; ~1.4 bits = never seen"),
+    ("exposure (bits)", "exposure", "rank among same-format candidates; about 1.3 bits = never seen"),
     ("MIA AUC", "mia_auc", "Min-K% membership vs fake twins; 0.5 = cannot tell"),
     ("paraphrase (greedy)", "paraphrase_greedy", "value in the answer to a reworded prompt"),
     ("paraphrase (sampled)", "paraphrase_sampled", "value in K sampled answers to reworded prompts"),

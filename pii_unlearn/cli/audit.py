@@ -101,7 +101,7 @@ def audit(
         Path | None,
         typer.Option(
             help="Benign JSONL for perplexity and drift "
-            "[default: heldout.jsonl beside a checkpoint, else a built-in set]."
+            "(default: heldout.jsonl beside a checkpoint, else a built-in set)."
         ),
     ] = None,
     fail_on: Annotated[
@@ -122,18 +122,18 @@ def audit(
         bool, typer.Option("--show-pii", help="Show PII values in the report (masked by default).")
     ] = False,
     device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 ... [default: cuda when available].")
+        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda when available).")
     ] = None,
     num_samples: Annotated[
         int | None,
-        typer.Option(min=1, help="K sampled continuations per prefix [default: 8; 4 with --quick]."),
+        typer.Option(min=1, help="K sampled continuations per prefix (default: 8; 4 with --quick)."),
     ] = None,
     candidates: Annotated[
         int | None,
-        typer.Option(min=1, help="C same-format candidates for exposure [default: 31; 15 with --quick]."),
+        typer.Option(min=1, help="C same-format candidates for exposure (default: 31; 15 with --quick)."),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Prompts per generation batch [default: 32].")
+        int | None, typer.Option(min=1, help="Prompts per generation batch (default: 32).")
     ] = None,
 ) -> None:
     """Measure how much PII a checkpoint still gives away and what it lost in quality.
