@@ -45,6 +45,25 @@ RUNS: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (
     ("sample (defaults)", "sample", 1, ()),
     ("logit-inverter (defaults)", "logit-inverter", 0, ()),
 )
+#: What the figures mean, written under the tables.
+NOTES: tuple[str, ...] = (
+    "Notes:",
+    "",
+    "- What the sample strategy misses is mostly people's names whose exact boundaries the detector "
+    "does not give even on the planted texts (a title such as PhD or DVM left out, the word before a "
+    "name at the start of a text taken in, a name not tagged) and a few names the model itself "
+    "rarely writes. Lenient precision counts output values that are part of a planted value (a "
+    "shortened address or name): those are memorised text, cut short by the detector.",
+    "- The logit inverter reconstructs a text from one next-token distribution. On this 1.4M-parameter "
+    "victim that distribution says little about a whole record, so the surrogates are template-like "
+    "texts with Faker-like PII (the pseudo-PII that DFSU's masked unlearning trains on), not the "
+    "planted values; their spans score a memorisation confidence near 0, so `risk-score` gives them "
+    "little weight. Token F1 measures how well it reads back held-out template texts.",
+    "- Wall times are on a machine shared with other jobs (see the load average); small models run "
+    "single-threaded, which was several times faster than two threads on the busy box. Most of the "
+    "sample strategy's time is model and detector loading, enumeration at the harvested openers and "
+    "PII detection.",
+)
 #: Targets for the default strategy.
 TARGET_RECALL = 0.9
 TARGET_PRECISION = 0.8
@@ -210,6 +229,7 @@ def write_report(results: list[dict[str, Any]], planted: dict[str, str], ceiling
             f"{cfg.get('layers')}+{cfg.get('layers')} layers); loss by epoch "
             f"{[h['loss'] for h in settings.get('training_history', [])]}.",
         ]
+    lines += ["", *NOTES]
     Path(__file__).with_name("invert.md").write_text("\n".join(lines) + "\n")
 
 

@@ -43,10 +43,12 @@ def invert(
     ] = "sample",
     num_samples: Annotated[
         int | None,
-        typer.Option(min=1, help="Sampled continuations (sample) or decoded prompts (logit-inverter)."),
+        typer.Option(min=1, help="Samples (sample: 512) or decoded prompts (logit-inverter: 256)."),
     ] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Tokens generated per sample.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Sequences per forward pass.")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Tokens generated per sample (48).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Sequences per forward pass (64).")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same output.")] = 0,
     prompts: Annotated[
         Path | None,
@@ -59,7 +61,7 @@ def invert(
     ] = True,
     threshold: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Memorisation confidence a value needs to be kept."),
+        typer.Option(min=0.0, max=1.0, help="Memorisation confidence a value needs to be kept (0.5)."),
     ] = None,
     inverter: Annotated[
         Path | None, typer.Option(help="logit-inverter: reuse a trained inverter from this folder.")
@@ -91,8 +93,8 @@ def invert(
 ) -> None:
     """Synthesise pseudo-PII forget samples from the checkpoint alone (no training data).
 
-    Writes one record per kept sample: text, PII spans with memorisation scores, the
-    token mask for the model's tokenizer, and the prompt that produced it.
+    Writes one record per kept text: its PII spans with memorisation scores,
+    the token mask for the model's tokenizer, and the prompt behind it.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
