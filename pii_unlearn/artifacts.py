@@ -18,6 +18,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -227,6 +228,32 @@ def atomic_writer(path: str | Path, mode: int = PII_FILE_MODE) -> Iterator[Any]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a temp folder beside ``path``; on success it replaces ``path`` (mode 0700, files 0600).
+
+    On any exception the temp folder is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        for item in tmp.rglob("*"):
+            item.chmod(0o700 if item.is_dir() else PII_FILE_MODE)
+        tmp.chmod(0o700)
+        if path.exists():
+            backup = path.with_name(f".{path.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            path.rename(backup)
+            tmp.rename(path)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

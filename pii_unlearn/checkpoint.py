@@ -13,13 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pii_unlearn.artifacts import atomic_directory
 from pii_unlearn.errors import InputError
 
 #: Weight files that only load with pickle (refused unless ``allow_pickle``).
@@ -261,8 +260,7 @@ def save_model(
     """
     out = check_output_dir(output, source)
     _drop_quantization(model)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         config_path = tmp / "config.json"
@@ -273,18 +271,4 @@ def save_model(
             (tmp / name).write_text(text, encoding="utf-8")
         if before_commit is not None:
             before_commit(tmp)
-        for file in tmp.rglob("*"):
-            file.chmod(0o700 if file.is_dir() else 0o600)
-        tmp.chmod(0o700)
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out.rename(backup)
-            tmp.rename(out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

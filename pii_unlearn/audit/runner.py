@@ -11,8 +11,6 @@ with ``report.json``, ``report.html`` and a manifest.
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from pii_unlearn import __version__
-from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records, write_json
+from pii_unlearn.artifacts import (
+    DIR_MANIFEST_NAME,
+    Manifest,
+    Record,
+    Timer,
+    atomic_directory,
+    read_records,
+    write_json,
+)
 from pii_unlearn.audit.gate import Condition, Outcome, check_names, evaluate, parse_conditions
 from pii_unlearn.audit.metrics import (
     MEASUREMENTS,
@@ -327,8 +333,7 @@ def _write_report_dir(
     """Write report.json, report.html and the manifest into a temp folder, then rename it to ``out``."""
     from pii_unlearn.audit.html import render_html
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         write_json(tmp / REPORT_JSON, report)
         html = render_html(report, inputs.targets, show_pii=settings.show_pii)
         (tmp / REPORT_HTML).write_text(html, encoding="utf-8")
@@ -341,15 +346,3 @@ def _write_report_dir(
         if isinstance(heldout, (str, Path)):
             manifest.add_input(heldout, "heldout")
         write_json(tmp / DIR_MANIFEST_NAME, manifest.model_dump(mode="json"))
-        tmp.chmod(0o700)
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out.rename(backup)
-            tmp.rename(out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
