@@ -78,7 +78,7 @@ def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
     )
     run_cli(["risk-score", "--input", str(work / PII), "--output", str(work / RISK)])
     front = time.perf_counter() - t0
-    base = run_audit(victim, planted, heldout=heldout).report
+    base = run_audit(victim, planted, heldout=heldout).report["model"]
     rows = [{"seed": seed, "run": "original", "figures": {c: _get(base, p) for c, p in FIGURES}}]
     for name, method, forget in RUNS:
         out = work / f"{method}-{forget}"
@@ -86,7 +86,7 @@ def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
         t = time.perf_counter()
         _, result = run_unlearn(victim, forget_path, out, method=method, seed=seed)
         seconds = time.perf_counter() - t
-        report = run_audit(out, planted, heldout=heldout).report
+        report = run_audit(out, planted, heldout=heldout).report["model"]
         figures = {c: _get(report, p) for c, p in FIGURES}
         ppl0, ppl1 = rows[0]["figures"]["ppl"], figures["ppl"]
         figures["ppl change %"] = 100.0 * (ppl1 / ppl0 - 1.0) if ppl0 and ppl1 else None
@@ -151,12 +151,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
+    here = Path(__file__).parent
+    done: list[int] = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             rows += one_seed(seed, Path(tmp))
-    here = Path(__file__).parent
-    (here / "compare.json").write_text(json.dumps(rows, indent=2))
-    write_table(rows, args.seeds, here / "compare.md")
+        done.append(seed)
+        (here / "compare.json").write_text(json.dumps(rows, indent=2))
+        write_table(rows, done, here / "compare.md")
     print((here / "compare.md").read_text())
 
 
