@@ -254,6 +254,7 @@ def test_cli_logit_inverter_trains_saves_and_reuses(victim_dir: Path, tmp_path: 
     [
         (["--model", "{tmp}/no-such-model"], "no such checkpoint"),
         (["--output", "{tmp}/no/such/dir/out.jsonl"], "output folder does not exist"),
+        (["--output", "{tmp}"], "is a directory"),
         (["--prompts", "{tmp}/missing.txt"], "no such prompts file"),
         (["--prompts", "{tmp}/empty.txt"], "no prompts"),
         (["--strategy", "magic"], "unknown inversion strategy"),

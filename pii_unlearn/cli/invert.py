@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from pii_unlearn.cli.app import command, console, out
+from pii_unlearn.errors import InputError
 
 
 def _names(value: str | None) -> list[str]:
@@ -17,8 +19,6 @@ def _names(value: str | None) -> list[str]:
 
 def parse_settings(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` strategy options; values are read as JSON when they parse, else kept as text."""
-    from pii_unlearn.errors import InputError
-
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -107,6 +107,8 @@ def invert(
 
     get_strategy(strategy)
     ensure_writable_target(output, inputs=[model])
+    if not os.access(output.parent, os.W_OK):
+        raise InputError(f"{output.parent}: output folder is not writable")
     extra = read_prompts_file(prompts) if prompts is not None else None
     options = parse_settings(setting)
     known = strategy_options(strategy)
@@ -120,8 +122,6 @@ def invert(
         options["save_inverter"] = str(save_inverter)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        from pii_unlearn.errors import InputError
-
         raise InputError(
             f"strategy '{strategy}' has no option(s) {', '.join(unknown)} "
             f"(it takes: {', '.join(sorted(known))})"
