@@ -166,7 +166,7 @@ def build_victim(
     import torch
 
     from pii_unlearn.checkpoint import check_output_dir, save_model
-    from pii_unlearn.lm import encode, pad_right
+    from pii_unlearn.lm import cpu_threads, encode
 
     config = config or VictimConfig()
     out = check_output_dir(output)
@@ -180,6 +180,56 @@ def build_victim(
     model = _make_model(config, tokenizer)
     sep = tokenizer.convert_tokens_to_ids(SEPARATOR)
     sequences = [encode(tokenizer, t)["input_ids"] + [sep] for t in train_texts]
+
+    with cpu_threads(model):
+        steps, epoch, rate, n_targets, history = _train(
+            model, tokenizer, sequences, planted, config, sep, start, progress
+        )
+    model.eval()
+    seconds = time.perf_counter() - start
+    report = VictimReport(
+        path=str(out),
+        records=len(planted),
+        conditioned_targets=n_targets,
+        conditioned_err=rate,
+        epochs=epoch,
+        steps=steps,
+        seconds=round(seconds, 2),
+        parameters=sum(p.numel() for p in model.parameters()),
+        history=history,
+    )
+    manifest = Manifest(
+        seed=config.seed,
+        timings={"build": round(seconds, 2)},
+        settings={"victim": asdict(config), "report": asdict(report)},
+    )
+    save_model(
+        model,
+        tokenizer,
+        out,
+        extra_files={
+            PLANTED_FILE: "".join(record_line(r) for r in planted),
+            HELDOUT_FILE: "".join(record_line(r) for r in heldout),
+            DIR_MANIFEST_NAME: json.dumps(manifest.model_dump(mode="json"), indent=2),
+        },
+    )
+    return report
+
+
+def _train(
+    model: Any,
+    tokenizer: Any,
+    sequences: list[list[int]],
+    planted: list[Record],
+    config: VictimConfig,
+    sep: int,
+    start: float,
+    progress: Callable[[dict[str, float]], None] | None,
+) -> tuple[int, int, float, int, list[dict[str, float]]]:
+    """Train until greedy decoding reproduces the planted values (or the budget runs out)."""
+    import torch
+
+    from pii_unlearn.lm import pad_right
 
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(config.seed)
@@ -222,32 +272,4 @@ def build_victim(
                 progress(row)
             if rate >= config.target_rate or row["seconds"] > config.time_budget_s:
                 break
-    model.eval()
-    seconds = time.perf_counter() - start
-    report = VictimReport(
-        path=str(out),
-        records=len(planted),
-        conditioned_targets=n_targets,
-        conditioned_err=rate,
-        epochs=epoch,
-        steps=steps,
-        seconds=round(seconds, 2),
-        parameters=sum(p.numel() for p in model.parameters()),
-        history=history,
-    )
-    manifest = Manifest(
-        seed=config.seed,
-        timings={"build": round(seconds, 2)},
-        settings={"victim": asdict(config), "report": asdict(report)},
-    )
-    save_model(
-        model,
-        tokenizer,
-        out,
-        extra_files={
-            PLANTED_FILE: "".join(record_line(r) for r in planted),
-            HELDOUT_FILE: "".join(record_line(r) for r in heldout),
-            DIR_MANIFEST_NAME: json.dumps(manifest.model_dump(mode="json"), indent=2),
-        },
-    )
-    return report
+    return steps, epoch, rate, n_targets, history
