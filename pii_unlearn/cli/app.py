@@ -62,6 +62,40 @@ def command(name: str, **kwargs: Any) -> Callable[[F], F]:
     return decorate
 
 
+class StageProgress:
+    """A transient rich progress display with one bar per named stage.
+
+    Use as a context manager; pass :meth:`update` as the library's
+    ``progress(stage, done, total)`` callback.
+    """
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` for ``stage`` (its bar is made on first use)."""
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bars.add_task(stage, total=total)
+        self.bars.update(self.tasks[stage], completed=done, total=total)
+
+    def __enter__(self) -> StageProgress:
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.__exit__(*exc)  # type: ignore[arg-type]
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"pii-unlearn {__version__}")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pii_unlearn.cli.app import command, console, out
+from pii_unlearn.cli.app import StageProgress, command, console, out
 
 #: Rows of the terminal summary: label and key of the figure in each side of report.json.
 _SUMMARY = (
@@ -141,7 +141,6 @@ def audit(
     Writes OUTPUT/report.json (the contract for CI), OUTPUT/report.html (a self-contained page)
     and a manifest; prints a table. With --fail-on, exits 1 when a condition holds.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pii_unlearn.audit.gate import parse_conditions
     from pii_unlearn.audit.runner import run_audit
@@ -156,20 +155,8 @@ def audit(
         candidates=candidates,
         batch_size=batch_size,
     )
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    tasks: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total)
+    bars = StageProgress()
+    on_progress = bars.update
 
     with bars:
         result = run_audit(

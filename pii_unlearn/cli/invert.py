@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pii_unlearn.cli.app import command, console, out
+from pii_unlearn.cli.app import StageProgress, command, console, out
 from pii_unlearn.errors import InputError
 
 
@@ -96,7 +96,6 @@ def invert(
     Writes one record per kept text: its PII spans with memorisation scores,
     the token mask for the model's tokenizer, and the prompt behind it.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from pii_unlearn.artifacts import Manifest, Timer, ensure_writable_target, write_records
@@ -136,20 +135,8 @@ def invert(
         )
     for warning in getattr(detector, "warnings", []):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    tasks: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
+    bar = StageProgress()
+    on_progress = bar.update
 
     with timer("invert"), bar:
         result = run_inversion(
