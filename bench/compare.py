@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from pii_unlearn.audit.runner import run_audit
-from pii_unlearn.pipeline import PII, PROBES, RISK, run_cli
+from pii_unlearn.pipeline import RISK, forget_set_steps, run_cli
 from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE, VictimConfig, build_victim
 from pii_unlearn.unlearn import run_unlearn
 
@@ -60,23 +60,8 @@ def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
     build_victim(victim, VictimConfig(seed=seed))
     planted, heldout = victim / PLANTED_FILE, victim / HELDOUT_FILE
     t0 = time.perf_counter()
-    run_cli(["invert", "--model", str(victim), "--output", str(work / PROBES), "--seed", str(seed)])
-    run_cli(
-        [
-            "detect",
-            "--input",
-            str(work / PROBES),
-            "--output",
-            str(work / PII),
-            "--tokenizer",
-            str(victim),
-            "--anonymize",
-            "--fake",
-            "--seed",
-            str(seed),
-        ]
-    )
-    run_cli(["risk-score", "--input", str(work / PII), "--output", str(work / RISK)])
+    for _, args in forget_set_steps(victim, work, seed):
+        run_cli(args)
     front = time.perf_counter() - t0
     base = run_audit(victim, planted, heldout=heldout).report["model"]
     rows = [{"seed": seed, "run": "original", "figures": {c: _get(base, p) for c, p in FIGURES}}]

@@ -51,6 +51,20 @@ def run_cli(args: Sequence[str]) -> None:
         raise InputError(f"`pii-unlearn {args[0]}` failed (exit {code})")
 
 
+def forget_set_steps(model: Path, work: Path, seed: int) -> list[tuple[str, list[str]]]:
+    """The data-free front of the pipeline as subcommand argument lists: invert, detect, risk-score.
+
+    They write ``probes.jsonl``, ``pii.jsonl`` and ``risk.jsonl`` (the forget set) in ``work``.
+    """
+    s = str(seed)
+    detect = ["detect", "--input", str(work / PROBES), "--output", str(work / PII), "--tokenizer", str(model)]
+    return [
+        ("invert", ["invert", "--model", str(model), "--output", str(work / PROBES), "--seed", s]),
+        ("detect", [*detect, "--anonymize", "--fake", "--seed", s]),
+        ("risk-score", ["risk-score", "--input", str(work / PII), "--output", str(work / RISK)]),
+    ]
+
+
 def run_pipeline(
     model: str | Path,
     workdir: str | Path,
@@ -70,25 +84,8 @@ def run_pipeline(
     report = work / REPORT
     run = PipelineRun(workdir=work, model=model, clean=clean, report_dir=report)
     s = str(seed)
-    steps: list[tuple[str, list[str]]] = [
-        ("invert", ["invert", "--model", str(model), "--output", str(work / PROBES), "--seed", s]),
-        (
-            "detect",
-            [
-                "detect",
-                "--input",
-                str(work / PROBES),
-                "--output",
-                str(work / PII),
-                "--tokenizer",
-                str(model),
-                "--anonymize",
-                "--fake",
-                "--seed",
-                s,
-            ],
-        ),
-        ("risk-score", ["risk-score", "--input", str(work / PII), "--output", str(work / RISK)]),
+    steps = [
+        *forget_set_steps(model, work, seed),
         (
             "unlearn",
             [
