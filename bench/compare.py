@@ -91,7 +91,7 @@ def _cell(values: list[float | None], fmt: str) -> str:
         return "n/a"
     mean = statistics.fmean(vals)
     spread = (max(vals) - min(vals)) / 2 if len(vals) > 1 else 0.0
-    return f"{fmt.format(mean)} ± {fmt.format(spread)}"
+    return f"{fmt.format(mean)} ± {fmt.replace('+', '').format(spread)}"
 
 
 def write_table(rows: list[dict[str, Any]], seeds: list[int], path: Path) -> None:
@@ -134,7 +134,13 @@ def write_table(rows: list[dict[str, Any]], seeds: list[int], path: Path) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--table-only", action="store_true", help="rewrite compare.md from compare.json")
     args = parser.parse_args()
+    if args.table_only:
+        here = Path(__file__).parent
+        rows = json.loads((here / "compare.json").read_text())
+        write_table(rows, sorted({r["seed"] for r in rows}), here / "compare.md")
+        return
     rows: list[dict[str, Any]] = []
     here = Path(__file__).parent
     done: list[int] = []
