@@ -25,9 +25,7 @@ def token_mask(tokenizer: Any, text: str, spans: Sequence[Any]) -> tuple[list[in
     Spans are objects or dicts with ``start`` and ``end``.
     """
     enc = encode(tokenizer, text, with_offsets=True)
-    bounds = [
-        (s["start"], s["end"]) if isinstance(s, dict) else (s.start, s.end) for s in spans
-    ]
+    bounds = [(s["start"], s["end"]) if isinstance(s, dict) else (s.start, s.end) for s in spans]
     mask = [
         int(end > start and any(overlaps(start, end, s, e) for s, e in bounds))
         for start, end in enc["offset_mapping"]
