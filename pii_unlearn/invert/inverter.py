@@ -111,6 +111,11 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+def _filled(template: str, fake: Any) -> tuple[str, list[dict[str, Any]]]:
+    """``template`` with a fresh Faker value in each slot, and the values' spans."""
+    return fill_template(template, {slot: fake_value(fake, slot) for slot in template_slots(template)})
+
+
 def template_texts(templates: Sequence[str], count: int, seed: int) -> list[str]:
     """``count`` texts: templates filled with fresh Faker values, and prefixes cut before a slot.
 
@@ -121,9 +126,7 @@ def template_texts(templates: Sequence[str], count: int, seed: int) -> list[str]
     rng = random.Random(seed)
     out: list[str] = []
     for i in range(count):
-        template = templates[i % len(templates)]
-        values = {slot: fake_value(fake, slot) for slot in template_slots(template)}
-        text, spans = fill_template(template, values)
+        text, spans = _filled(templates[i % len(templates)], fake)
         if i % 2 == 1 and len(spans) > 1:
             cut = spans[rng.randrange(1, len(spans))]["start"]
             text = text[:cut].rstrip()
@@ -381,9 +384,7 @@ def decode_prompts(templates: Sequence[str], count: int, seed: int) -> list[str]
     rng = random.Random(seed)
     out: list[str] = []
     for i in range(count):
-        template = templates[i % len(templates)]
-        values = {slot: fake_value(fake, slot) for slot in template_slots(template)}
-        text, spans = fill_template(template, values)
+        text, spans = _filled(templates[i % len(templates)], fake)
         cut = spans[rng.randrange(1, len(spans))]["start"] if len(spans) > 1 else len(text)
         out.append(text[:cut].rstrip())
     return out
