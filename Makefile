@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo-work
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint docs bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check pii_unlearn tests bench
 	$(BIN)/ruff format --check pii_unlearn tests bench
+
+# Regenerate the README's method table and recipes/configs/*.yaml from the method classes.
+docs: install
+	$(BIN)/python -m pii_unlearn.unlearn.catalog --write
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

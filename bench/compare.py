@@ -76,9 +76,9 @@ def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
         ppl0, ppl1 = rows[0]["figures"]["ppl"], figures["ppl"]
         figures["ppl change %"] = 100.0 * (ppl1 / ppl0 - 1.0) if ppl0 and ppl1 else None
         figures["unlearn s"] = seconds
-        figures["steps"] = result.loop.steps
+        figures["steps"] = result.edit.steps
         rows.append(
-            {"seed": seed, "run": name, "figures": figures, "front_s": front, "stop": result.loop.stop_reason}
+            {"seed": seed, "run": name, "figures": figures, "front_s": front, "stop": result.edit.stop_reason}
         )
         shown = {k: round(v, 4) for k, v in figures.items() if v is not None}
         print(f"seed {seed} {name}: {json.dumps(shown)}", flush=True)

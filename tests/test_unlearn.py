@@ -15,10 +15,10 @@ from pii_unlearn.checkpoint import load_model
 from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import generate
+from pii_unlearn.options import parse_set
 from pii_unlearn.pii.masks import token_mask
 from pii_unlearn.synth.victim import PLANTED_FILE
-from pii_unlearn.unlearn import merged, run_unlearn, settings_for, unlearn_model
-from pii_unlearn.unlearn.config import parse_set
+from pii_unlearn.unlearn import merged, options_for, run_unlearn, unlearn_model
 from pii_unlearn.unlearn.data import collate, forget_examples
 from pii_unlearn.unlearn.losses import kl_to_reference, masked_contrast, npo, token_nll
 from pii_unlearn.unlearn.methods import METHODS
@@ -89,17 +89,21 @@ def test_masks_from_spans_when_record_lacks_them(victim) -> None:
 
 def test_registry_and_settings() -> None:
     assert {"ga", "npo", "dfsu"} <= set(METHODS)
-    s = settings_for("dfsu", None, parse_set(["lr=1e-3", "lora_target_modules=a,b", "lora=false"]))
+    dfsu = METHODS["dfsu"].Options
+    s = options_for("dfsu", None, parse_set(["lr=1e-3", "lora_target_modules=a,b", "lora=no"], dfsu))
     assert s.lr == 1e-3 and s.lora_target_modules == ["a", "b"] and s.lora is False
-    assert settings_for("dfsu").lora_r == 4 and settings_for("dfsu").lora_alpha == 32
+    assert options_for("dfsu").lora_r == 4 and options_for("dfsu").lora_alpha == 32
     with pytest.raises(InputError, match="unknown method 'nope'"):
-        settings_for("nope")
+        options_for("nope")
     with pytest.raises(InputError, match="lr"):
-        settings_for("dfsu", None, {"lr": -1})
-    with pytest.raises(InputError, match="Extra inputs"):
-        settings_for("dfsu", None, {"learning_rate": 1})
+        options_for("dfsu", None, {"lr": -1})
+    with pytest.raises(InputError, match="learning_rate: unknown option"):
+        options_for("dfsu", None, {"learning_rate": 1})
     with pytest.raises(InputError, match="KEY=VALUE"):
-        parse_set(["lr"])
+        parse_set(["lr"], dfsu)
+    # each method owns its options: NPO's temperature is not DFSU's beta
+    assert options_for("npo").beta == 0.1 and options_for("dfsu").beta == 1.0
+    assert "alpha" not in METHODS["npo"].Options.model_fields
 
 
 def _fresh(victim_dir: Path):
@@ -109,16 +113,16 @@ def _fresh(victim_dir: Path):
 def test_guard_stops_when_already_forgotten(victim_dir: Path) -> None:
     loaded = _fresh(victim_dir)
     records = read_records(victim_dir / PLANTED_FILE)[:4]
-    settings = settings_for("dfsu", None, {**FAST, "forget_prob_target": 0.999})
-    result = unlearn_model(loaded.model, loaded.tokenizer, records, settings=settings)
-    assert result.loop.stop_reason == "already_below_target" and result.loop.steps == 0
+    options = options_for("dfsu", None, {**FAST, "forget_prob_target": 0.999})
+    result = unlearn_model(loaded.model, loaded.tokenizer, records, options=options)
+    assert result.edit.stop_reason == "already_below_target" and result.edit.steps == 0
 
 
 def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
     loaded = _fresh(victim_dir)
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     records = read_records(victim_dir / PLANTED_FILE)[:8]
-    settings = settings_for(
+    options = options_for(
         "ga",
         None,
         {
@@ -131,9 +135,9 @@ def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
             "max_steps": 10,
         },
     )
-    result = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", settings=settings)
-    assert result.loop.stop_reason == "utility_limit"
-    kept = result.loop.kept
+    result = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options)
+    assert result.edit.stop_reason == "utility_limit"
+    kept = result.edit.kept
     assert kept is not None and kept.ppl_increase_pct <= 0.0
     if kept.step == 0:
         after = result.model.state_dict()
@@ -144,9 +148,9 @@ def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
 def test_baselines_lower_forget_likelihood(victim_dir: Path, method: str) -> None:
     loaded = _fresh(victim_dir)
     records = read_records(victim_dir / PLANTED_FILE)[:8]
-    settings = settings_for(method, None, {**FAST, "lr": 1e-3, "max_steps": 10, "ppl_limit_pct": 1e9})
-    result = unlearn_model(loaded.model, loaded.tokenizer, records, method=method, settings=settings)
-    first, kept = result.loop.readings[0], result.loop.kept
+    options = options_for(method, None, {**FAST, "lr": 1e-3, "max_steps": 10, "ppl_limit_pct": 1e9})
+    result = unlearn_model(loaded.model, loaded.tokenizer, records, method=method, options=options)
+    first, kept = result.edit.readings[0], result.edit.kept
     assert kept is not None and kept.pii_prob < first.pii_prob
 
 
@@ -235,7 +239,7 @@ def test_unpii_methods_weight_by_risk_and_prefer_fake_twins(victim_dir: Path) ->
     from pii_unlearn.unlearn.losses import dpo
 
     assert {"unpii-ga", "unpii-npo", "unpii-dpo"} <= set(METHODS)
-    assert settings_for("unpii-npo").risk_weighting is True
+    assert options_for("unpii-npo").risk_weighting is True
     loaded = _fresh(victim_dir)
     records = read_records(victim_dir / PLANTED_FILE)[:6]
     risky = [Record.model_validate({**r.to_json(), "pri": 0.5}) for r in records]
@@ -247,7 +251,7 @@ def test_unpii_methods_weight_by_risk_and_prefer_fake_twins(victim_dir: Path) ->
     assert tw.preferred_ids and tw.preferred_ids != tw.input_ids
     zero = torch.zeros(2)
     assert torch.allclose(dpo(zero, zero, zero, zero, torch.ones(2), 0.1), torch.log(torch.tensor(2.0)))
-    settings = settings_for("unpii-dpo", None, {**FAST, "max_steps": 10, "ppl_limit_pct": 1e9})
-    result = unlearn_model(loaded.model, loaded.tokenizer, risky, method="unpii-dpo", settings=settings)
-    first, kept = result.loop.readings[0], result.loop.kept
+    options = options_for("unpii-dpo", None, {**FAST, "max_steps": 10, "ppl_limit_pct": 1e9})
+    result = unlearn_model(loaded.model, loaded.tokenizer, risky, method="unpii-dpo", options=options)
+    first, kept = result.edit.readings[0], result.edit.kept
     assert kept is not None and kept.pii_prob < first.pii_prob

@@ -10,12 +10,20 @@ import typer
 from pii_unlearn.cli.app import command, console, out
 
 
+def _list_methods(value: bool) -> None:
+    if value:
+        from pii_unlearn.unlearn.catalog import methods_listing
+
+        out.print(methods_listing(), highlight=False, markup=False)
+        raise typer.Exit()
+
+
 @command("unlearn")
 def unlearn(
     model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory or .gguf file.")],
     forget: Annotated[Path, typer.Option(help="Forget set JSONL (records with PII spans).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="New checkpoint directory to write.")],
-    method: Annotated[str, typer.Option(help="dfsu, ga or npo (see --list-methods).")] = "dfsu",
+    method: Annotated[str, typer.Option(help="A registered method (see --list-methods).")] = "dfsu",
     config: Annotated[Path | None, typer.Option(help="YAML file of settings for the method.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override one setting: KEY=VALUE (repeatable).")
@@ -36,6 +44,15 @@ def unlearn(
         str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")
     ] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in the JSONL files.")] = "text",
+    list_methods: Annotated[
+        bool,
+        typer.Option(
+            "--list-methods",
+            callback=_list_methods,
+            is_eager=True,
+            help="Print every method with its summary and options, and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Unlearn the forget set's PII and write a new checkpoint (adapter merged, safetensors).
 
@@ -45,15 +62,20 @@ def unlearn(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pii_unlearn.unlearn import run_unlearn, settings_for
-    from pii_unlearn.unlearn.config import parse_set
+    from pii_unlearn.errors import InputError
+    from pii_unlearn.options import parse_set
+    from pii_unlearn.unlearn import options_for, run_unlearn
+    from pii_unlearn.unlearn.methods import GuardReading, get_method
 
-    overrides = parse_set(set_ or [])
-    if lora is not None:
-        overrides["lora"] = lora
-    if max_steps is not None:
-        overrides["max_steps"] = max_steps
-    total = settings_for(method, config, overrides).max_steps
+    model_options = get_method(method).Options
+    fields = model_options.model_fields
+    overrides = parse_set(set_ or [], model_options)
+    for flag, key, value in (("--lora/--full", "lora", lora), ("--max-steps", "max_steps", max_steps)):
+        if value is not None:
+            if key not in fields:
+                raise InputError(f"{flag}: method '{method}' has no option {key}")
+            overrides[key] = value
+    total = getattr(options_for(method, config, overrides), "max_steps", None)
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -64,12 +86,12 @@ def unlearn(
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(f"unlearn ({method})", total=total, info="")
 
-        def show(r: object) -> None:
+        def show(r: GuardReading) -> None:
             bar.update(
                 task,
-                completed=r.step,  # type: ignore[attr-defined]
+                completed=r.step,
                 info=f"PII p={r.pii_prob:.3f} ppl={r.ppl:.2f} ({r.ppl_increase_pct:+.1f}%)",
-            )  # type: ignore[attr-defined]
+            )
 
         path, result = run_unlearn(
             model,
@@ -85,13 +107,13 @@ def unlearn(
             text_field=text_field,
             progress=show,
         )
-    first, kept = result.loop.readings[0], result.loop.kept
+    edit = result.edit
     out.print(
-        f"wrote [bold]{path}[/] with {method}: {result.forget_count} forget records, "
-        f"{result.loop.steps} steps, "
-        f"stopped: {result.loop.stop_reason}, {result.loop.seconds:.1f}s"
+        f"wrote [bold]{path}[/] with {method}: {edit.forget_count} forget records, "
+        f"{edit.steps} steps, stopped: {edit.stop_reason}, {edit.seconds:.1f}s"
     )
-    if kept is not None:
+    if edit.kept is not None and edit.readings:
+        first, kept = edit.readings[0], edit.kept
         out.print(
             f"forget PII tokens' mean probability {first.pii_prob:.4f} -> {kept.pii_prob:.4f}; "
             f"benign perplexity {first.ppl:.3f} -> {kept.ppl:.3f} ({kept.ppl_increase_pct:+.2f}%)"

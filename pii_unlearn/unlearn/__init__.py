@@ -14,48 +14,50 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
-from pii_unlearn.audit.targets import extraction_targets
+from pii_unlearn.errors import InputError
 from pii_unlearn.lm import cpu_threads
-from pii_unlearn.unlearn.config import UnlearnSettings, load_config_file, resolve_settings
-from pii_unlearn.unlearn.data import (
-    forget_examples,
-    generated_retain,
-    retain_from_texts,
-    retain_texts,
-    split_guard,
-)
-from pii_unlearn.unlearn.loop import GuardReading, LoopResult, run_loop
-from pii_unlearn.unlearn.methods import METHODS, get_method
-
-#: Longest forget or retain sequence used in training, in tokens.
-MAX_TRAIN_TOKENS = 256
+from pii_unlearn.options import Options, load_config_file, resolve_options
+from pii_unlearn.unlearn.config import GradientOptions
+from pii_unlearn.unlearn.data import RetainData, retain_texts
+from pii_unlearn.unlearn.methods import METHODS, EditResult, Method, get_method
+from pii_unlearn.unlearn.methods.base import ReadingCallback
 
 
 @dataclass
 class UnlearnResult:
-    """The edited model and what the run did."""
+    """The edited model, the method that made it (with its options) and what it did."""
 
-    model: Any
-    method: str
-    settings: UnlearnSettings
-    loop: LoopResult
-    forget_count: int
+    method: Method
+    edit: EditResult
+
+    @property
+    def model(self) -> Any:
+        return self.edit.model
+
+    @property
+    def options(self) -> Options:
+        return self.method.options
 
 
-def settings_for(
+def options_for(
     method: str, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None
-) -> UnlearnSettings:
-    """Validated settings of ``method`` from its defaults, a YAML file and overrides."""
+) -> Options:
+    """Validated options of ``method``: its defaults, then a YAML file's values, then overrides.
+
+    A top-level ``method`` key in the file is allowed (it names the method the file is for).
+    """
     cls = get_method(method)
     file_values = load_config_file(config) if config else {}
-    where = f"{config}: " if config else ""
-    return resolve_settings(cls.defaults, file_values, overrides, where=where)
+    named = file_values.pop("method", method)
+    if named != method:
+        raise InputError(f"{config}: is for method '{named}', not '{method}'")
+    return resolve_options(cls.Options, file_values, overrides, where=str(config) if config else "config")
 
 
 def unlearn_model(
@@ -64,64 +66,35 @@ def unlearn_model(
     records: Sequence[Record],
     *,
     method: str = "dfsu",
-    settings: UnlearnSettings | None = None,
+    options: Options | None = None,
     retain: Sequence[str] | None = None,
     seed: int = 0,
     device: str = "cpu",
     detector: Any = None,
-    progress: Callable[[GuardReading], None] | None = None,
+    progress: ReadingCallback | None = None,
 ) -> UnlearnResult:
-    """Unlearn ``records`` from ``model`` in memory.
+    """Unlearn ``records`` from ``model`` in memory with the registered ``method``.
 
-    ``retain`` is benign text, split between the KL term and the utility guard.
-    Without it the guard reads the built-in benign paragraphs and the settings'
-    ``retain_source`` picks the KL text: by default the model's own samples with
-    their PII masked out, which keeps the method data-free. The returned model may
+    ``retain`` is benign text, split between the retain term and the utility guard.
+    Without it, the method's ``retain_source`` picks the text: by default the
+    model's own samples with their PII masked out, which keeps the method
+    data-free, again with a held-out split for the guard. The returned model may
     carry LoRA adapters: :func:`merged` folds them into the weights.
     """
-    cls = get_method(method)
-    s = settings or resolve_settings(cls.defaults)
+    if not records:
+        raise InputError("the forget set is empty")
+    runner = get_method(method)(options)
     with cpu_threads(model):
-        examples = forget_examples(
-            records,
-            tokenizer,
-            max_length=MAX_TRAIN_TOKENS,
-            require_spans=cls.needs_spans,
-            risk_weighting=s.risk_weighting,
-            preferred=cls.needs_preferred,
-            seed=seed,
-        )
-        if retain is not None:
-            kl, guard = split_guard(retain_from_texts(retain, tokenizer, MAX_TRAIN_TOKENS), s.guard_texts)
-        else:
-            guard = retain_from_texts(retain_texts(None), tokenizer, MAX_TRAIN_TOKENS)
-            if s.retain_source == "generated":
-                kl = generated_retain(
-                    model,
-                    tokenizer,
-                    count=s.retain_samples,
-                    seed=seed,
-                    max_new_tokens=s.retain_max_new_tokens,
-                    max_length=MAX_TRAIN_TOKENS,
-                    detector=detector,
-                )
-            else:
-                kl = guard
-        used = {e.record_id for e in examples}
-        targets = extraction_targets([r for r in records if r.id in used and r.spans])
-        trained, loop = run_loop(
+        edit = runner.apply(
             model,
             tokenizer,
-            cls(s),
-            examples,
-            kl,
-            guard,
+            records,
+            RetainData(retain, detector),
             seed=seed,
             device=device,
             progress=progress,
-            forget_targets=targets,
         )
-    return UnlearnResult(trained, method, s, loop, len(examples))
+    return UnlearnResult(runner, edit)
 
 
 def merged(model: Any) -> Any:
@@ -132,29 +105,20 @@ def merged(model: Any) -> Any:
 def model_card(result: UnlearnResult, records: Sequence[Record], forget_sha: str, source: str) -> str:
     """A model-card section saying what was removed and how."""
     types = Counter(s.entity_type for r in records for s in r.spans)
-    kept = result.loop.kept
-    st = result.settings
-    trained = f"LoRA r{st.lora_r}, alpha {st.lora_alpha:g} (merged)" if st.lora else "all weights"
     lines = [
         "# Sanitized checkpoint",
         "",
         "## PII sanitization (pii-unlearn)",
         "",
         f"- Source checkpoint: `{source}`",
-        f"- Method: `{result.method}` ({get_method(result.method).summary})",
-        f"- Forget set: {result.forget_count} records (sha256 `{forget_sha[:16]}...`), PII spans by type: "
-        + (", ".join(f"{t} {n}" for t, n in sorted(types.items())) or "none"),
-        f"- Trained: {trained}, "
-        f"{result.loop.steps} steps, lr {result.settings.lr:g}, KL weight {result.settings.kl_weight:g}",
-        f"- Stopped: {result.loop.stop_reason}",
+        f"- Method: `{result.method.name}` ({result.method.summary})",
+        f"- Forget set: {result.edit.forget_count} records (sha256 `{forget_sha[:16]}...`), "
+        "PII spans by type: " + (", ".join(f"{t} {n}" for t, n in sorted(types.items())) or "none"),
+        *result.method.card_lines(result.edit),
+        "",
+        "Verify with `pii-unlearn audit` before release; the audit report is the evidence.",
+        "",
     ]
-    if kept:
-        first = result.loop.readings[0]
-        lines.append(
-            f"- Forget PII tokens' mean probability: {first.pii_prob:.4f} -> {kept.pii_prob:.4f}; "
-            f"retain perplexity {first.ppl:.3f} -> {kept.ppl:.3f} ({kept.ppl_increase_pct:+.2f}%)"
-        )
-    lines += ["", "Verify with `pii-unlearn audit` before release; the audit report is the evidence.", ""]
     return "\n".join(lines)
 
 
@@ -171,17 +135,16 @@ def run_unlearn(
     seed: int = 0,
     device: str | None = None,
     text_field: str = "text",
-    progress: Callable[[GuardReading], None] | None = None,
+    progress: ReadingCallback | None = None,
 ) -> tuple[Path, UnlearnResult]:
     """Read a checkpoint and a forget set, unlearn, and save the new checkpoint in ``output``."""
     from pii_unlearn.checkpoint import check_output_dir, load_model, pick_device, save_model
-    from pii_unlearn.errors import InputError
 
     timer = Timer()
     check_output_dir(output, model_path)
-    settings = settings_for(method, config, overrides)
-    if save_adapter and not settings.lora:
-        raise InputError("--save-adapter needs LoRA training (drop --full)")
+    options = options_for(method, config, overrides)
+    if save_adapter and not (isinstance(options, GradientOptions) and options.lora):
+        raise InputError(f"--save-adapter needs LoRA training ({method} with --lora)")
     records = read_records(forget_path, text_field=text_field)
     retain = retain_texts(retain_path, text_field) if retain_path else None
     dev = pick_device(device)
@@ -193,7 +156,7 @@ def run_unlearn(
             loaded.tokenizer,
             records,
             method=method,
-            settings=settings,
+            options=options,
             retain=retain,
             seed=seed,
             device=dev,
@@ -203,10 +166,10 @@ def run_unlearn(
         seed=seed,
         settings={
             "method": method,
-            **settings.model_dump(),
+            **options.model_dump(),
             "device": dev,
-            "forget_records": result.forget_count,
-            "loop": result.loop.to_json(),
+            "forget_records": result.edit.forget_count,
+            "loop": result.edit.to_json(),
         },
     )
     manifest.add_input(model_path, "model")
@@ -230,8 +193,8 @@ def run_unlearn(
         out = save_model(
             final, loaded.tokenizer, output, source=model_path, before_commit=move_adapter, extra_files=files
         )
-    result.model = final
+    result.edit.model = final
     return out, result
 
 
-__all__ = ["METHODS", "UnlearnResult", "UnlearnSettings", "run_unlearn", "settings_for", "unlearn_model"]
+__all__ = ["METHODS", "UnlearnResult", "merged", "options_for", "run_unlearn", "unlearn_model"]

@@ -1,25 +1,41 @@
-"""Settings of an unlearning run: one validated model, method defaults, YAML files, ``--set`` overrides.
+"""Options shared by unlearning methods: retain text and the utility guard, and the gradient loop.
 
-Precedence, lowest first: :class:`UnlearnSettings` defaults, the method's own
-defaults, a ``--config`` YAML file, then ``--set key=value`` overrides.
+A method's own options model subclasses one of these (see
+:mod:`pii_unlearn.unlearn.methods`): :class:`RetainOptions` for any method that
+reads benign text, :class:`GradientOptions` for a method that runs the shared
+training loop. Methods change a default with :func:`pii_unlearn.options.with_defaults`,
+so each default is written once, in the class that owns it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from pii_unlearn.errors import InputError
+from pii_unlearn.options import Options
 
 
-class UnlearnSettings(BaseModel):
-    """Every knob of the shared loop and the built-in methods, with its default."""
+class RetainOptions(Options):
+    """Benign text for the retain term and the in-domain utility guard."""
 
-    model_config = ConfigDict(extra="forbid")
+    retain_source: Literal["generated", "builtin"] = Field(
+        "generated",
+        description="retain text when no --retain is given: the original model's own samples with PII "
+        "masked (data-free, in-domain), or the built-in benign paragraphs",
+    )
+    retain_samples: int = Field(64, ge=4, description="samples drawn for the generated retain set")
+    retain_max_new_tokens: int = Field(64, ge=8, description="length of each generated retain sample")
+    guard_texts: int = Field(
+        16, ge=2, description="retain texts held out (never trained on) for the utility guard"
+    )
+    ppl_limit_pct: float = Field(
+        2.0, ge=0, description="stop before held-out retain perplexity rises more than this (percent)"
+    )
+
+
+class GradientOptions(RetainOptions):
+    """The shared training loop: optimiser, trainable parameters, retain KL term, guards."""
 
     # optimisation
     lr: float = Field(3e-4, gt=0, description="learning rate")
@@ -27,30 +43,18 @@ class UnlearnSettings(BaseModel):
     batch_size: int = Field(8, ge=1, description="forget records per step")
     retain_batch_size: int = Field(8, ge=1, description="retain texts per step for the KL term")
     grad_clip: float = Field(1.0, gt=0, description="gradient norm clip")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     # parameters that train
     lora: bool = Field(True, description="train LoRA adapters (else every weight)")
-    lora_r: int = Field(4, ge=1)
-    lora_alpha: float = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_r: int = Field(4, ge=1, description="LoRA rank")
+    lora_alpha: float = Field(32, gt=0, description="LoRA scaling alpha")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
     lora_target_modules: list[str] | None = Field(
         None, description="module names for LoRA; default: the architecture's MLP projections"
     )
-    # losses
-    alpha: float = Field(1.0, ge=0, description="DFSU: weight of NLL on non-PII tokens")
-    beta: float = Field(1.0, ge=0, description="DFSU: weight of the (negated) NLL on PII tokens")
-    npo_beta: float = Field(0.1, gt=0, description="NPO temperature")
-    dpo_beta: float = Field(0.1, gt=0, description="DPO temperature (UnPII-DPO)")
-    nll_clamp: float = Field(8.0, gt=0, description="per-token NLL above this gives the ascent no gradient")
+    # retain term and per-sample weights
     kl_weight: float = Field(5.0, ge=0, description="weight of KL(original || model) on retain text")
-    retain_source: Literal["generated", "builtin"] = Field(
-        "generated",
-        description="retain text when none is given: the original model's own samples with PII masked "
-        "(data-free, in-domain), or the built-in benign paragraphs",
-    )
-    retain_samples: int = Field(64, ge=4, description="samples drawn for the generated retain set")
-    retain_max_new_tokens: int = Field(64, ge=8, description="length of each generated retain sample")
-    risk_weighting: bool = Field(False, description="UnPII: multiply each sample's loss by (1 + PRI)")
+    risk_weighting: bool = Field(False, description="multiply each sample's loss by (1 + PRI) (UnPII)")
     # guards
     forget_prob_target: float = Field(
         0.02, gt=0, lt=1, description="stop once the forget PII tokens' mean probability is below this"
@@ -61,56 +65,10 @@ class UnlearnSettings(BaseModel):
         le=1,
         description="stop once greedy decoding reproduces at most this share of the forget set's PII values",
     )
-    ppl_limit_pct: float = Field(2.0, ge=0, description="stop before retain perplexity rises more than this")
     eval_every: int = Field(5, ge=1, description="steps between guard readings")
-    guard_texts: int = Field(16, ge=2, description="retain texts held out for the utility guard")
 
 
-def _flatten_errors(err: ValidationError, where: str) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "settings"
-    return f"{where}{key}: {first['msg']}"
+class AscentOptions(GradientOptions):
+    """A loop whose forget term raises token NLL: the ascent must be bounded."""
 
-
-def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["lr=1e-4", "lora=false"]`` -> ``{"lr": 1e-4, "lora": False}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set {pair!r}: expected KEY=VALUE")
-        parsed = yaml.safe_load(value) if value.strip() else None
-        if key.strip() == "lora_target_modules" and isinstance(parsed, str):
-            parsed = [m.strip() for m in parsed.split(",") if m.strip()]
-        out[key.strip()] = parsed
-    return out
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping of settings (a top-level ``method`` key is allowed and returned too)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of settings")
-    return data
-
-
-def resolve_settings(
-    method_defaults: Mapping[str, Any],
-    file_values: Mapping[str, Any] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    where: str = "",
-) -> UnlearnSettings:
-    """Merge defaults, method defaults, file values and overrides into validated settings."""
-    merged: dict[str, Any] = {**method_defaults, **(file_values or {}), **(overrides or {})}
-    merged.pop("method", None)
-    try:
-        return UnlearnSettings(**merged)
-    except ValidationError as err:
-        raise InputError(_flatten_errors(err, where)) from None
+    nll_clamp: float = Field(8.0, gt=0, description="per-token NLL above this gives the ascent no gradient")

@@ -8,7 +8,7 @@ its spans) and a weight (1 + PRI under UnPII's risk weighting, else 1).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,9 @@ from pii_unlearn.pii.anonymize import faked_text
 from pii_unlearn.pii.masks import token_mask
 from pii_unlearn.risk import loss_weight
 from pii_unlearn.synth.fake import make_faker
+
+#: Longest forget or retain sequence used in training, in tokens.
+MAX_TRAIN_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -176,3 +179,53 @@ def collate(examples: Sequence[ForgetExample], pad_id: int, device: Any) -> dict
         pref, pref_attn = pad_right([e.preferred_ids or [] for e in examples], pad_id, device)
         batch.update(preferred_ids=pref, preferred_mask=pref_attn)
     return batch
+
+
+@dataclass
+class RetainData:
+    """Benign text for a method's retain term and its utility guard, built on first use.
+
+    ``texts`` are the user's (``--retain``); without them the retain text is the
+    original model's own samples with detected PII masked (``retain_source=generated``,
+    data-free and in-domain) or the built-in paragraphs. Either way the guard reads a
+    held-out split that the retain term never trains on, so utility is measured on
+    text like the model's own, not on a generic set it may never have fitted.
+    Ask for :meth:`examples` before changing the model: generated text must come from
+    the original weights.
+    """
+
+    texts: Sequence[str] | None = None
+    detector: Any = None
+    _cache: dict[tuple[Any, ...], tuple[list[RetainExample], list[RetainExample]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def examples(
+        self, model: Any, tokenizer: Any, options: Any, seed: int
+    ) -> tuple[list[RetainExample], list[RetainExample]]:
+        """``(retain_examples, guard_examples)`` under ``options`` (a :class:`RetainOptions`)."""
+        key = (
+            id(model),
+            options.retain_source,
+            options.retain_samples,
+            options.retain_max_new_tokens,
+            options.guard_texts,
+            seed,
+        )
+        if key not in self._cache:
+            if self.texts is not None:
+                items = retain_from_texts(self.texts, tokenizer, MAX_TRAIN_TOKENS)
+            elif options.retain_source == "generated":
+                items = generated_retain(
+                    model,
+                    tokenizer,
+                    count=options.retain_samples,
+                    seed=seed,
+                    max_new_tokens=options.retain_max_new_tokens,
+                    max_length=MAX_TRAIN_TOKENS,
+                    detector=self.detector,
+                )
+            else:
+                items = retain_from_texts(retain_texts(None), tokenizer, MAX_TRAIN_TOKENS)
+            self._cache[key] = split_guard(items, options.guard_texts)
+        return self._cache[key]

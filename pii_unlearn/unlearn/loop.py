@@ -17,54 +17,24 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from pii_unlearn.audit.targets import Target, greedy_hits
 from pii_unlearn.checkpoint import architecture_modules
 from pii_unlearn.lm import batched
-from pii_unlearn.unlearn.config import UnlearnSettings
+from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
 from pii_unlearn.unlearn.losses import kl_to_reference, sequence_logprob, target_masks, token_nll
-from pii_unlearn.unlearn.methods.base import Method
+from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback
+
+if TYPE_CHECKING:
+    from pii_unlearn.unlearn.methods.gradient import GradientMethod
 
 
-@dataclass
-class GuardReading:
-    """One reading of the guards."""
-
-    step: int
-    pii_prob: float
-    ppl: float
-    ppl_increase_pct: float
-    loss: float | None = None
-    forget_err: float | None = None
-
-
-@dataclass
-class LoopResult:
-    """What the loop did: the readings, where it stopped and why, and the reading it kept."""
-
-    steps: int
-    stop_reason: str
-    readings: list[GuardReading] = field(default_factory=list)
-    kept: GuardReading | None = None
-    seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "stop_reason": self.stop_reason,
-            "seconds": round(self.seconds, 3),
-            "kept": asdict(self.kept) if self.kept else None,
-            "readings": [asdict(r) for r in self.readings],
-        }
-
-
-def lora_targets(model: Any, settings: UnlearnSettings) -> list[str]:
+def lora_targets(model: Any, settings: GradientOptions) -> list[str]:
     """LoRA target module names: the settings', else the architecture's MLP projections."""
     if settings.lora_target_modules:
         return list(settings.lora_target_modules)
@@ -72,7 +42,7 @@ def lora_targets(model: Any, settings: UnlearnSettings) -> list[str]:
     return [*mods["mlp_in"], *mods["mlp_out"]]
 
 
-def wrap_trainable(model: Any, settings: UnlearnSettings) -> Any:
+def wrap_trainable(model: Any, settings: GradientOptions) -> Any:
     """The model with LoRA adapters (peft) or with every weight trainable."""
     if not settings.lora:
         model.requires_grad_(True)
@@ -162,10 +132,36 @@ def _restore(model: Any, state: dict[str, torch.Tensor]) -> None:
             params[name].copy_(value)
 
 
+@torch.no_grad()
+def reference_logprobs(
+    reference: Reference,
+    examples: Sequence[ForgetExample],
+    pad_id: int,
+    device: Any,
+    *,
+    preferred: bool = False,
+) -> list[float]:
+    """The frozen starting model's summed log-likelihood of each example (or of its preferred twin)."""
+    out: list[float] = []
+    for chunk in batched(examples, 32):
+        batch = collate(chunk, pad_id, device)
+        if preferred:
+            batch = {"input_ids": batch["preferred_ids"], "attention_mask": batch["preferred_mask"]}
+        logits = reference.logits(batch["input_ids"], batch["attention_mask"])
+        out.extend(sequence_logprob(logits, batch).tolist())
+    return out
+
+
+def _extra_tensors(
+    extras: Mapping[str, Sequence[float]], picked: Sequence[int], device: Any
+) -> dict[str, torch.Tensor]:
+    return {key: torch.tensor([values[i] for i in picked], device=device) for key, values in extras.items()}
+
+
 def run_loop(
     model: Any,
     tokenizer: Any,
-    method: Method,
+    method: GradientMethod,
     forget: Sequence[ForgetExample],
     kl_examples: Sequence[RetainExample],
     guard_examples: Sequence[RetainExample],
@@ -173,12 +169,16 @@ def run_loop(
     forget_targets: Sequence[Target] = (),
     seed: int,
     device: str,
-    progress: Callable[[GuardReading], None] | None = None,
-) -> tuple[Any, LoopResult]:
-    """Train ``model`` with ``method``; return the (possibly peft-wrapped) model and what happened."""
+    progress: ReadingCallback | None = None,
+) -> EditResult:
+    """Train ``model`` with ``method``'s forget loss; return the (possibly peft-wrapped) model and readings.
+
+    The method's :meth:`~GradientMethod.prepare` hook gives any per-example values its
+    loss needs (reference log-likelihoods, say); they reach the loss as batch tensors.
+    """
     from accelerate import Accelerator
 
-    s = method.settings
+    s = method.options
     start = time.perf_counter()
     random.seed(seed)
     torch.manual_seed(seed)
@@ -193,20 +193,7 @@ def run_loop(
     model, optimizer = accelerator.prepare(model, optimizer)
     dev = accelerator.device
     unwrapped = accelerator.unwrap_model(model)
-
-    ref_logp: dict[Any, float] = {}
-    ref_pref_logp: dict[Any, float] = {}
-    if method.needs_reference_logp:
-        for chunk in batched(forget, 32):
-            batch = collate(chunk, pad, dev)
-            logits = reference.logits(batch["input_ids"], batch["attention_mask"])
-            for ex, lp in zip(chunk, sequence_logprob(logits, batch).tolist(), strict=True):
-                ref_logp[ex.record_id] = lp
-            if "preferred_ids" in batch:
-                pref = {"input_ids": batch["preferred_ids"], "attention_mask": batch["preferred_mask"]}
-                logits = reference.logits(pref["input_ids"], pref["attention_mask"])
-                for ex, lp in zip(chunk, sequence_logprob(logits, pref).tolist(), strict=True):
-                    ref_pref_logp[ex.record_id] = lp
+    extras = method.prepare(forget, reference, pad, dev)
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return model(input_ids=ids, attention_mask=mask).logits
@@ -224,9 +211,7 @@ def run_loop(
         return GuardReading(step, prob, ppl, inc, loss, err)
 
     def forgotten(r: GuardReading) -> bool:
-        if r.pii_prob < s.forget_prob_target:
-            return True
-        return r.forget_err is not None and r.forget_err <= s.forget_err_target
+        return method.stops_when_forgotten and method.forgotten(r)
 
     first = reading(0, None, float("nan"))
     base_ppl = first.ppl
@@ -251,12 +236,7 @@ def run_loop(
             take, order = order[: s.batch_size * world], order[s.batch_size * world :]
             mine = take[rank::world] or take[:1]
             batch = collate([forget[i] for i in mine], pad, dev)
-            if ref_logp:
-                batch["ref_logp"] = torch.tensor([ref_logp[forget[i].record_id] for i in mine], device=dev)
-            if ref_pref_logp:
-                batch["ref_preferred_logp"] = torch.tensor(
-                    [ref_pref_logp[forget[i].record_id] for i in mine], device=dev
-                )
+            batch.update(_extra_tensors(extras, mine, dev))
             with accelerator.autocast():
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 loss = method.forget_loss(logits, batch, forward)
@@ -279,7 +259,7 @@ def run_loop(
             if progress:
                 progress(r)
             within = r.ppl_increase_pct <= s.ppl_limit_pct
-            if within and (forgotten(r) or r.pii_prob < kept.pii_prob):
+            if within and method.better(r, kept):
                 kept, best_state = r, _trainable_state(unwrapped)
             if not within:
                 stop_reason = "utility_limit"
@@ -289,7 +269,12 @@ def run_loop(
                 break
     _restore(unwrapped, best_state)
     unwrapped.eval()
-    result = LoopResult(
-        steps=step, stop_reason=stop_reason, readings=readings, kept=kept, seconds=time.perf_counter() - start
+    return EditResult(
+        model=unwrapped,
+        stop_reason=stop_reason,
+        steps=step,
+        readings=readings,
+        kept=kept,
+        seconds=time.perf_counter() - start,
+        forget_count=len(forget),
     )
-    return unwrapped, result

@@ -1,57 +1,129 @@
-"""The interface every unlearning method implements, and the registry of methods."""
+"""The interface every unlearning method implements, what it returns, and the registry of methods.
+
+A method turns ``(model, tokenizer, forget records, retain data, its own typed
+options)`` into an edited model: :meth:`Method.apply`. Gradient methods share one
+loop (:class:`pii_unlearn.unlearn.methods.gradient.GradientMethod`); a method that
+is not a loss (reset neurons then repair, edit the output head) implements
+``apply`` itself. Adding a method is one file here that defines a subclass with
+``name``, ``summary`` and ``Options`` and decorates it with :func:`register`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
+from pii_unlearn.artifacts import Record
 from pii_unlearn.errors import InputError
-from pii_unlearn.unlearn.config import UnlearnSettings
+from pii_unlearn.options import Options
 
-#: Tensors of one batch of forget examples (see :func:`pii_unlearn.unlearn.data.collate`).
-Batch = dict[str, torch.Tensor]
-#: Runs the model being trained: ``forward(input_ids, attention_mask) -> logits``.
-Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from pii_unlearn.unlearn.data import RetainData
 
 
-class Method:
-    """A gradient unlearning method: a forget loss over one batch, on the shared loop.
+@dataclass
+class GuardReading:
+    """One reading of the guards: forget PII probability and ERR, held-out retain perplexity."""
 
-    Subclasses set ``name``, ``summary``, ``defaults`` (overrides of
-    :class:`UnlearnSettings` defaults), whether they need PII spans and the
-    reference model's sequence log-likelihoods, and implement :meth:`forget_loss`.
-    The loop adds the KL retain term and applies the guards.
+    step: int
+    pii_prob: float
+    ppl: float
+    ppl_increase_pct: float
+    loss: float | None = None
+    forget_err: float | None = None
+
+
+#: Called with each guard reading as a method works (a progress bar, a log).
+ReadingCallback = Callable[[GuardReading], None]
+
+
+@dataclass
+class EditResult:
+    """The edited model and what the method did.
+
+    ``readings`` are the guard readings over the run (the first one before any
+    change), ``kept`` the one whose state was saved; ``details`` holds
+    method-specific facts for the manifest (neurons reset, subspace rank, ...).
+    """
+
+    model: Any
+    stop_reason: str
+    steps: int = 0
+    readings: list[GuardReading] = field(default_factory=list)
+    kept: GuardReading | None = None
+    seconds: float = 0.0
+    forget_count: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The run for a manifest (the model itself left out)."""
+        return {
+            "steps": self.steps,
+            "stop_reason": self.stop_reason,
+            "seconds": round(self.seconds, 3),
+            "forget_records": self.forget_count,
+            "kept": asdict(self.kept) if self.kept else None,
+            "readings": [asdict(r) for r in self.readings],
+            "details": self.details,
+        }
+
+
+class Method(ABC):
+    """An unlearning method: ``name``, a one-line ``summary`` and a typed ``Options`` model.
+
+    ``Options`` is the single source of the method's defaults; the CLI's
+    ``--set``/``--config`` values are validated against it.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
+    Options: ClassVar[type[Options]] = Options
+    #: Whether every forget record must carry PII spans (from ``detect``).
     needs_spans: ClassVar[bool] = False
-    needs_reference_logp: ClassVar[bool] = False
-    needs_preferred: ClassVar[bool] = False
 
-    def __init__(self, settings: UnlearnSettings) -> None:
-        self.settings = settings
+    def __init__(self, options: Options | None = None) -> None:
+        if options is None:
+            options = self.Options()
+        elif not isinstance(options, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, not {type(options).__name__}")
+        self.options = options
 
-    def forget_loss(
-        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], forward: Forward
-    ) -> torch.Tensor:
-        """The loss on a batch of forget examples (lower is better for the optimiser).
+    @abstractmethod
+    def apply(
+        self,
+        model: Any,
+        tokenizer: Any,
+        forget: Sequence[Record],
+        retain: RetainData,
+        *,
+        seed: int,
+        device: str,
+        progress: ReadingCallback | None = None,
+    ) -> EditResult:
+        """Edit ``model`` so that it no longer holds the PII of ``forget``; return what was done.
 
-        ``logits`` are the model's on ``batch["input_ids"]``; ``forward(ids, mask)``
-        runs the model on other sequences (a preferred twin, say).
+        ``retain`` gives benign text on demand (built from the original model, so a
+        method asks for it before it changes the weights). The returned model may
+        carry LoRA adapters; the caller merges them.
         """
-        raise NotImplementedError
+
+    def card_lines(self, result: EditResult) -> list[str]:
+        """Model-card lines saying what this method changed (besides the method and forget set)."""
+        return [f"- Stopped: {result.stop_reason}"]
 
 
-#: Registered methods by name.
+#: Registered methods by name (with the strategies' registry, the only module-level state).
 METHODS: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to :data:`METHODS`."""
+    """Class decorator adding a method to :data:`METHODS`; a second method of the same name is an error."""
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(
+            f"method name '{cls.name}' is already registered by {METHODS[cls.name].__qualname__}"
+        )
     METHODS[cls.name] = cls
     return cls
 

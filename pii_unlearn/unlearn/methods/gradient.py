@@ -1,0 +1,120 @@
+"""Gradient methods: a forget loss on the shared training loop (:mod:`pii_unlearn.unlearn.loop`).
+
+A gradient method is a :class:`GradientMethod` subclass that gives a forget loss
+over one batch and, through :meth:`GradientMethod.prepare`, any per-example
+values that loss needs; the loop adds the KL retain term and runs the guards. It
+has no per-method branches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from pii_unlearn.artifacts import Record
+from pii_unlearn.audit.targets import extraction_targets
+from pii_unlearn.unlearn.config import GradientOptions
+from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample, RetainData, forget_examples
+from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, Method, ReadingCallback
+
+#: Tensors of one batch of forget examples (see :func:`pii_unlearn.unlearn.data.collate`).
+Batch = dict[str, torch.Tensor]
+#: Runs the model being trained: ``forward(input_ids, attention_mask) -> logits``.
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class GradientMethod(Method):
+    """A forget loss on the shared loop; subclasses set ``Options`` and implement :meth:`forget_loss`."""
+
+    Options: ClassVar[type[GradientOptions]] = GradientOptions
+    options: GradientOptions
+    #: Whether the loop stops once the forget set reads as forgotten (see :meth:`forgotten`).
+    stops_when_forgotten: ClassVar[bool] = True
+
+    def examples(self, records: Sequence[Record], tokenizer: Any, seed: int) -> list[ForgetExample]:
+        """The forget examples this method trains on."""
+        return forget_examples(
+            records,
+            tokenizer,
+            max_length=MAX_TRAIN_TOKENS,
+            require_spans=self.needs_spans,
+            risk_weighting=self.options.risk_weighting,
+            seed=seed,
+        )
+
+    def prepare(
+        self, examples: Sequence[ForgetExample], reference: Any, pad_id: int, device: Any
+    ) -> dict[str, list[float]]:
+        """Per-example values the loss needs, by batch key (one value per example, in order).
+
+        ``reference`` is the frozen starting model
+        (:class:`pii_unlearn.unlearn.loop.Reference`). Default: none.
+        """
+        return {}
+
+    def forget_loss(self, logits: torch.Tensor, batch: Batch, forward: Forward) -> torch.Tensor:
+        """The loss on a batch of forget examples (lower is better for the optimiser).
+
+        ``logits`` are the model's on ``batch["input_ids"]``; ``forward(ids, mask)``
+        runs the model on other sequences (a preferred twin, say).
+        """
+        raise NotImplementedError
+
+    def forgotten(self, reading: GuardReading) -> bool:
+        """Whether a reading meets either forgetting target."""
+        o = self.options
+        if reading.pii_prob < o.forget_prob_target:
+            return True
+        return reading.forget_err is not None and reading.forget_err <= o.forget_err_target
+
+    def better(self, reading: GuardReading, kept: GuardReading) -> bool:
+        """Whether ``reading`` (already within the utility limit) should replace the kept state."""
+        return self.forgotten(reading) or reading.pii_prob < kept.pii_prob
+
+    def apply(
+        self,
+        model: Any,
+        tokenizer: Any,
+        forget: Sequence[Record],
+        retain: RetainData,
+        *,
+        seed: int,
+        device: str,
+        progress: ReadingCallback | None = None,
+    ) -> EditResult:
+        from pii_unlearn.unlearn.loop import run_loop
+
+        examples = self.examples(forget, tokenizer, seed)
+        kl, guard = retain.examples(model, tokenizer, self.options, seed)
+        used = {e.record_id for e in examples}
+        targets = extraction_targets([r for r in forget if r.id in used and r.spans])
+        return run_loop(
+            model,
+            tokenizer,
+            self,
+            examples,
+            kl,
+            guard,
+            forget_targets=targets,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
+
+    def card_lines(self, result: EditResult) -> list[str]:
+        o = self.options
+        trained = f"LoRA r{o.lora_r}, alpha {o.lora_alpha:g} (merged)" if o.lora else "all weights"
+        lines = [
+            f"- Trained: {trained}, {result.steps} steps, lr {o.lr:g}, KL weight {o.kl_weight:g}",
+            f"- Stopped: {result.stop_reason}",
+        ]
+        if result.kept and result.readings:
+            first, kept = result.readings[0], result.kept
+            lines.append(
+                f"- Forget PII tokens' mean probability: {first.pii_prob:.4f} -> {kept.pii_prob:.4f}; "
+                f"held-out retain perplexity {first.ppl:.3f} -> {kept.ppl:.3f} "
+                f"({kept.ppl_increase_pct:+.2f}%)"
+            )
+        return lines
