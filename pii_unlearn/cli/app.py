@@ -8,14 +8,16 @@ library becomes one line on stderr and exit code 2; nothing else is caught.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import sys
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from pii_unlearn import __version__
-from pii_unlearn.errors import EXIT_USAGE, InputError
+from pii_unlearn.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,9 +38,21 @@ app = typer.Typer(
 )
 
 
+#: Longest error message printed; anything longer (user content) is cut.
+MAX_MESSAGE = 500
+
+
+def error_line(message: str) -> None:
+    """Print ``error: message`` on stderr as one line (newlines folded, long messages cut)."""
+    text = " ".join(str(message).split())
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + "..."
+    console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True, markup=True)
+
+
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with the usage code."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error_line(message)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -54,7 +68,7 @@ def command(name: str, **kwargs: Any) -> Callable[[F], F]:
                 fail(str(err))
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted[/]: nothing was written")
-                raise typer.Exit(130) from None
+                raise typer.Exit(EXIT_INTERRUPTED) from None
 
         app.command(name, **kwargs)(wrapper)
         return func
@@ -107,5 +121,47 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(False, "--debug", help="On an internal error, show the traceback."),
 ) -> None:
     """Root options."""
+
+
+def _debug_requested(args: Sequence[str]) -> bool:
+    """Whether ``--debug`` stands before the subcommand name."""
+    for arg in args:
+        if arg == "--debug":
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
+
+
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``args`` (default: ``sys.argv[1:]``) and return its exit code.
+
+    Usage errors are one line and exit 2; an unexpected exception is one line and
+    exit 3 (its traceback with ``--debug``), so a crash is never mistaken for a
+    failed gate (exit 1).
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        code = app(args=argv, prog_name="pii-unlearn", standalone_mode=False)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: nothing was written")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            # click's (Typer's vendored) usage errors: one line, with a pointer to --help
+            if type(exc).__name__ == "Abort":
+                console.print("[yellow]interrupted[/]: nothing was written")
+                return EXIT_INTERRUPTED
+            error_line(f"{exc.format_message()} (see pii-unlearn --help)")
+            return EXIT_USAGE
+        if _debug_requested(argv):
+            traceback.print_exc()
+        error_line(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(a bug: rerun with pii-unlearn --debug for the traceback)"
+        )
+        return EXIT_INTERNAL
+    return code if isinstance(code, int) else 0
