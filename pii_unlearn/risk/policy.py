@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pii_unlearn.errors import InputError
+from pii_unlearn.safeyaml import load_yaml
 
 #: The seven risk factors of UnPII's PII Risk Index, in the paper's order.
 FACTORS: tuple[str, ...] = (
@@ -310,21 +310,6 @@ class Policy:
 # ----------------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a mapping with the same key twice."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_policy(path: str | Path | None = None) -> Policy:
     """Read, validate and resolve a policy file; ``None`` loads the shipped default.
 
@@ -345,13 +330,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 def parse_policy(text: str, *, where: str = "policy", path: Path | None = None) -> Policy:
     """Validate and resolve a policy from YAML text; errors start with ``where``."""
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise InputError(f"{where}: {line}invalid YAML ({problem})") from None
+    raw = load_yaml(text, where)
     if raw is None:
         raise InputError(f"{where}: the policy file is empty")
     if not isinstance(raw, dict):
