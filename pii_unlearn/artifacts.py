@@ -110,6 +110,18 @@ def parse_record(obj: Any, *, text_field: str = "text", where: str = "") -> Reco
         raise InputError(f"{where}{_format_validation_error(err)}") from None
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _refuse_lone_surrogates(obj: Any, where: str) -> None:
+    """A lone UTF-16 surrogate (``\\ud800``) decodes in JSON but cannot be written back as UTF-8."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where}holds a lone Unicode surrogate escape (not a character)") from None
+
+
 def iter_records(path: str | Path, *, text_field: str = "text") -> Iterator[Record]:
     """Yield the records of a JSONL file in order; blank lines are skipped.
 
@@ -131,9 +143,13 @@ def iter_records(path: str | Path, *, text_field: str = "text") -> Iterator[Reco
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, parse_constant=_refuse_constant)
             except json.JSONDecodeError as err:
                 raise InputError(f"{where}invalid JSON ({err.msg})") from None
+            except ValueError as err:
+                raise InputError(f"{where}{err}") from None
+            if "\\u" in line:
+                _refuse_lone_surrogates(obj, where)
             if isinstance(obj, dict) and "id" not in obj:
                 obj = {"id": lineno, **obj}
             yield parse_record(obj, text_field=text_field, where=where)
@@ -147,9 +163,15 @@ def read_records(path: str | Path, *, text_field: str = "text", allow_empty: boo
     return records
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (of every file, sorted by name, for a directory)."""
+def sha256_file(path: str | Path) -> str | None:
+    """Hex sha256 of a file's bytes (of every file, sorted by name, for a directory).
+
+    ``None`` for something that is neither (a pipe, a device): reading it again
+    would hash other bytes than the step read, or block.
+    """
     path = Path(path)
+    if not (path.is_dir() or path.is_file()):
+        return None
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
@@ -172,7 +194,7 @@ class Manifest(BaseModel):
     created: str = Field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
-    inputs: list[dict[str, str]] = Field(default_factory=list)
+    inputs: list[dict[str, str | None]] = Field(default_factory=list)
     seed: int | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -274,7 +296,7 @@ def manifest_path(path: str | Path) -> Path:
 def record_line(rec: Record | dict[str, Any]) -> str:
     """One record as a JSONL line (with its newline)."""
     obj = rec.to_json() if isinstance(rec, Record) else rec
-    return json.dumps(obj, ensure_ascii=False) + "\n"
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_records(

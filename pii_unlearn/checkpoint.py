@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ def pick_device(requested: str | None = None) -> str:
     import torch
 
     if requested and requested != "auto":
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", requested):
+            raise InputError(f"device '{requested[:40]}' is not one of auto, cpu, cuda, cuda:N, mps")
         if requested.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device '{requested}' requested but CUDA is not available")
         return requested
@@ -120,13 +123,21 @@ def load_tokenizer(source: str | Path, *, trust_remote_code: bool = False) -> An
     if not path.exists():
         raise InputError(f"{path}: no such checkpoint")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tok_file = path / "tokenizer.json"
+    if tok_file.is_file():
+        try:
+            json.loads(tok_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise InputError(f"{tok_file}: not a valid tokenizer file ({_first_line(err)})") from None
     try:
         if path.is_file():
             tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         else:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, ImportError) as err:
-        raise InputError(f"{path}: cannot load tokenizer ({_first_line(err)})") from None
+    except Exception as err:  # a corrupt tokenizer file is bad input, whatever the loader raises
+        raise InputError(
+            f"{path}: cannot load tokenizer ({type(err).__name__}: {_first_line(err)})"
+        ) from None
     if not getattr(tok, "is_fast", False):
         raise InputError(f"{path}: a fast tokenizer is needed (offset mappings for PII masks)")
     if tok.pad_token is None:
@@ -134,9 +145,10 @@ def load_tokenizer(source: str | Path, *, trust_remote_code: bool = False) -> An
     return tok
 
 
-def _first_line(err: BaseException) -> str:
+def _first_line(err: BaseException, limit: int = 200) -> str:
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    line = text[0] if text else type(err).__name__
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def load_model(
@@ -170,7 +182,7 @@ def load_model(
             config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
         else:
             config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as err:
+    except Exception as err:  # a corrupt config is bad input, whatever the loader raises
         raise InputError(f"{path}: cannot read model config ({_first_line(err)})") from None
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -186,8 +198,8 @@ def load_model(
         where = path
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot load model ({_first_line(err)})") from None
+    except Exception as err:  # a corrupt or mismatched checkpoint is bad input, whatever the loader raises
+        raise InputError(f"{path}: cannot load model ({type(err).__name__}: {_first_line(err)})") from None
     if is_gguf:
         _drop_quantization(model)
     model.to(dev)

@@ -103,3 +103,94 @@ def test_yaml_duplicate_keys_are_refused(tmp_path) -> None:
     dup.write_text("lr: 1\nlr: 2\n")
     with pytest.raises(InputError, match="line 2: invalid YAML \\(duplicate key 'lr'\\)"):
         load_config_file(dup)
+
+
+def _write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id":1,"text":"hi \\ud800 there","spans":[]}', "lone Unicode surrogate"),
+        (
+            '{"id":1,"text":"call 555-123-4567","spans":[{"start":5,"end":17,'
+            '"entity_type":"PHONE_NUMBER","score":NaN}]}',
+            "NaN is not valid JSON",
+        ),
+        ('{"id":1,"text":"x","spans":[{"start":0,"end":1,"entity_type":"P","score":Infinity}]}', "Infinity"),
+    ],
+)
+def test_hostile_jsonl_is_one_line_exit_2_nothing_written(line: str, message: str, tmp_path, capsys) -> None:
+    src = _write(tmp_path / "in.jsonl", line + "\n")
+    before = src.read_bytes()
+    out = tmp_path / "out.jsonl"
+    assert run(["risk-score", "--input", str(src), "--output", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and len(_lines(err)) == 1 and "Traceback" not in err
+    assert not out.exists() and src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_bad_device_is_a_usage_error(capsys, tmp_path) -> None:
+    from pii_unlearn.checkpoint import pick_device
+
+    with pytest.raises(InputError, match="device 'foo'"):
+        pick_device("foo")
+    assert pick_device("cpu") == "cpu"
+
+
+def test_record_lines_never_write_bare_nan() -> None:
+    from pii_unlearn.artifacts import record_line
+
+    with pytest.raises(ValueError):
+        record_line({"id": 1, "text": "x", "score": float("nan")})
+
+
+def test_manifest_does_not_hash_a_pipe(tmp_path) -> None:
+    import os
+
+    from pii_unlearn.artifacts import Manifest
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    manifest = Manifest()
+    manifest.add_input(fifo, "forget")  # must neither block nor record a hash of other bytes
+    assert manifest.inputs[0]["sha256"] is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncate", "cannot load model"),
+        ("garbage", "cannot load model"),
+        ("shape", "cannot load model"),
+        ("tokenizer", "not a valid tokenizer file"),
+        ("config", "cannot read model config"),
+    ],
+)
+def test_corrupt_checkpoint_is_bad_input_not_a_crash(damage: str, message: str, victim_dir, tmp_path, capsys):
+    import json
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(victim_dir, ckpt)
+    weights = ckpt / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "garbage":
+        weights.write_bytes(b"garbage\n")
+    elif damage == "shape":
+        config = json.loads((ckpt / "config.json").read_text())
+        config["hidden_size"] = config["hidden_size"] // 2
+        (ckpt / "config.json").write_text(json.dumps(config))
+    elif damage == "tokenizer":
+        (ckpt / "tokenizer.json").write_text("{bad")
+    else:
+        (ckpt / "config.json").write_text("{bad")
+    out = tmp_path / "probes.jsonl"
+    assert run(["invert", "--model", str(ckpt), "--output", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and len(_lines(err)) == 1 and "Traceback" not in err
+    assert not out.exists()

@@ -102,7 +102,7 @@ def merged(model: Any) -> Any:
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-def model_card(result: UnlearnResult, records: Sequence[Record], forget_sha: str, source: str) -> str:
+def model_card(result: UnlearnResult, records: Sequence[Record], forget_sha: str | None, source: str) -> str:
     """A model-card section saying what was removed and how."""
     types = Counter(s.entity_type for r in records for s in r.spans)
     lines = [
@@ -112,7 +112,9 @@ def model_card(result: UnlearnResult, records: Sequence[Record], forget_sha: str
         "",
         f"- Source checkpoint: `{source}`",
         f"- Method: `{result.method.name}` ({result.method.summary})",
-        f"- Forget set: {result.edit.forget_count} records (sha256 `{forget_sha[:16]}...`), "
+        f"- Forget set: {result.edit.forget_count} records ("
+        + (f"sha256 `{forget_sha[:16]}...`" if forget_sha else "not a regular file: not hashed")
+        + "), "
         "PII spans by type: " + (", ".join(f"{t} {n}" for t, n in sorted(types.items())) or "none"),
         *result.method.card_lines(result.edit),
         "",
