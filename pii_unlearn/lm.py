@@ -483,3 +483,25 @@ def sample_continuations(
         if progress is not None:
             progress(done)
     return results
+
+
+def is_main_process() -> bool:
+    """Whether this process writes outputs: always, unless it is a non-zero rank of a distributed run."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the processes of a distributed run (``torchrun`` / ``accelerate launch``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def world_size() -> int:
+    """How many processes share this run (1 unless launched by ``torchrun`` / ``accelerate launch``)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

@@ -21,7 +21,7 @@ from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import cpu_threads
+from pii_unlearn.lm import cpu_threads, is_main_process, wait_for_everyone, world_size
 from pii_unlearn.options import Options, load_config_file, resolve_options
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import RetainData, retain_texts
@@ -170,6 +170,7 @@ def run_unlearn(
             "method": method,
             **options.model_dump(),
             "device": dev,
+            "processes": world_size(),
             "forget_records": result.edit.forget_count,
             "loop": result.edit.to_json(),
         },
@@ -181,20 +182,31 @@ def run_unlearn(
     forget_sha = manifest.inputs[1]["sha256"]
     card = model_card(result, records, forget_sha, str(model_path))
 
-    with timer("save"), tempfile.TemporaryDirectory() as adapter_tmp:
-        if save_adapter:
-            result.model.save_pretrained(Path(adapter_tmp) / "adapter")
-
-        def move_adapter(target: Path) -> None:
+    final = merged(result.model)
+    out = Path(output)
+    if is_main_process():  # under torchrun / accelerate launch, rank 0 alone writes
+        with timer("save"), tempfile.TemporaryDirectory() as adapter_tmp:
             if save_adapter:
-                shutil.move(str(Path(adapter_tmp) / "adapter"), str(target / "adapter"))
+                result.model.save_pretrained(Path(adapter_tmp) / "adapter")
 
-        final = merged(result.model)
-        manifest.timings = timer.timings
-        files = {DIR_MANIFEST_NAME: json.dumps(manifest.model_dump(mode="json"), indent=2), "README.md": card}
-        out = save_model(
-            final, loaded.tokenizer, output, source=model_path, before_commit=move_adapter, extra_files=files
-        )
+            def move_adapter(target: Path) -> None:
+                if save_adapter:
+                    shutil.move(str(Path(adapter_tmp) / "adapter"), str(target / "adapter"))
+
+            manifest.timings = timer.timings
+            files = {
+                DIR_MANIFEST_NAME: json.dumps(manifest.model_dump(mode="json"), indent=2),
+                "README.md": card,
+            }
+            out = save_model(
+                final,
+                loaded.tokenizer,
+                output,
+                source=model_path,
+                before_commit=move_adapter,
+                extra_files=files,
+            )
+    wait_for_everyone()
     result.edit.model = final
     return out, result
 
