@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pii_unlearn.cli.app import command, console, out
+
+if TYPE_CHECKING:
+    from pii_unlearn.unlearn import UnlearnResult
 
 
 @command("unlearn")
@@ -85,9 +88,14 @@ def unlearn(
             text_field=text_field,
             progress=show,
         )
+    print_result(path, result)
+
+
+def print_result(path: Path, result: UnlearnResult) -> None:
+    """Where the new checkpoint went, how the loop stopped, and what the guards read."""
     first, kept = result.loop.readings[0], result.loop.kept
     out.print(
-        f"wrote [bold]{path}[/] with {method}: {result.forget_count} forget records, "
+        f"wrote [bold]{path}[/] with {result.method}: {result.forget_count} forget records, "
         f"{result.loop.steps} steps, "
         f"stopped: {result.loop.stop_reason}, {result.loop.seconds:.1f}s"
     )
