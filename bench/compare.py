@@ -1,7 +1,7 @@
 """Benchmark: every unlearning method on the demo victim, same seeds, same audit.
 
 For each seed: build the victim, run the data-free front of the pipeline (invert ->
-detect -> risk-score, through the subcommands), then unlearn with each method and
+detect -> risk-score, the subcommands' library steps), then unlearn with each method and
 audit the result on the planted records (which no sanitizing step reads).
 ``dfsu-oracle`` is DFSU given the true records as its forget set.
 
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from pii_unlearn.audit.runner import run_audit
-from pii_unlearn.pipeline import RISK, forget_set_steps, run_cli
+from pii_unlearn.pipeline import RISK, forget_set_steps, run_step
 from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE, VictimConfig, build_victim
 from pii_unlearn.unlearn import run_unlearn
 
@@ -60,8 +60,8 @@ def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
     build_victim(victim, VictimConfig(seed=seed))
     planted, heldout = victim / PLANTED_FILE, victim / HELDOUT_FILE
     t0 = time.perf_counter()
-    for _, args in forget_set_steps(victim, work, seed):
-        run_cli(args)
+    for step in forget_set_steps(victim, work, seed):
+        run_step(step)
     front = time.perf_counter() - t0
     base = run_audit(victim, planted, heldout=heldout).report["model"]
     rows = [{"seed": seed, "run": "original", "figures": {c: _get(base, p) for c, p in FIGURES}}]

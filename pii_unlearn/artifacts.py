@@ -8,7 +8,9 @@ Every subcommand reads and writes records through this module, so that
 * output is written atomically (temp file in the same folder, then rename), with
   mode 0600 because these files hold PII, and never half-written;
 * each output gets a sidecar ``<file>.manifest.json`` saying what made it: tool
-  version, command line, each input's path and sha256, seed and timings.
+  version, command line, each input's path and sha256, seed and timings. The
+  command line is the process's own, unless a library caller running a step
+  says which ``pii-unlearn`` command it is equivalent to (:func:`recorded_command`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +186,30 @@ def sha256_file(path: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+#: The command line manifests record inside :func:`recorded_command` (``None``: ``sys.argv``).
+_RECORDED_COMMAND: ContextVar[tuple[str, ...] | None] = ContextVar("recorded_command", default=None)
+
+
+@contextlib.contextmanager
+def recorded_command(argv: Sequence[str]) -> Iterator[None]:
+    """Manifests made inside this block record ``argv`` as their command instead of ``sys.argv``.
+
+    For library callers that run a step in process (the pipeline): ``argv`` is the
+    equivalent command line, e.g. ``["pii-unlearn", "detect", "--input", ...]``.
+    """
+    token = _RECORDED_COMMAND.set(tuple(argv))
+    try:
+        yield
+    finally:
+        _RECORDED_COMMAND.reset(token)
+
+
+def current_command() -> list[str]:
+    """The command line a manifest made now records (see :func:`recorded_command`)."""
+    recorded = _RECORDED_COMMAND.get()
+    return list(recorded) if recorded is not None else list(sys.argv)
+
+
 class Manifest(BaseModel):
     """What made an output: enough to reproduce it and to trust where it came from."""
 
@@ -190,7 +217,7 @@ class Manifest(BaseModel):
 
     tool: str = "pii-unlearn"
     version: str = __version__
-    command: list[str] = Field(default_factory=lambda: list(sys.argv))
+    command: list[str] = Field(default_factory=current_command)
     created: str = Field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )

@@ -15,6 +15,7 @@ from pii_unlearn.artifacts import (
     manifest_path,
     read_manifest,
     read_records,
+    recorded_command,
     sha256_file,
     write_records,
 )
@@ -127,3 +128,16 @@ def test_sha256_of_directory_changes_with_content(tmp_path: Path) -> None:
     first = sha256_file(d)
     (d / "a").write_text("2")
     assert sha256_file(d) != first
+
+
+def test_recorded_command_overrides_the_manifest_command_inside_its_block() -> None:
+    import sys
+
+    assert Manifest().command == sys.argv
+    with recorded_command(["pii-unlearn", "detect", "--input", "a.jsonl"]):
+        assert Manifest().command == ["pii-unlearn", "detect", "--input", "a.jsonl"]
+        with recorded_command(["pii-unlearn", "risk-score"]):
+            assert Manifest().command == ["pii-unlearn", "risk-score"]
+        assert Manifest().command[1] == "detect"
+    assert Manifest().command == sys.argv
+    assert Manifest(command=["x"]).command == ["x"]

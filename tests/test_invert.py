@@ -13,11 +13,23 @@ from typer.testing import CliRunner
 
 from pii_unlearn.artifacts import read_manifest, read_records
 from pii_unlearn.cli import app
+from pii_unlearn.cli.invert import resolve_strategy_options
 from pii_unlearn.errors import InputError
-from pii_unlearn.invert import builtin_openers, read_prompts_file, run_inversion, strategy_options
+from pii_unlearn.invert import (
+    STRATEGIES,
+    LogitInverterOptions,
+    SampleOptions,
+    builtin_openers,
+    get_strategy,
+    invert_file,
+    read_prompts_file,
+    register_strategy,
+    run_inversion,
+    strategy_options,
+)
+from pii_unlearn.invert.allocate import allocate, explore_per_prompt, explore_plan, round_budget
 from pii_unlearn.invert.base import parse_prompt_lines
 from pii_unlearn.invert.inverter import builtin_templates, template_texts, token_f1
-from pii_unlearn.invert.sample import allocate
 from pii_unlearn.invert.scoring import (
     Occurrence,
     group_by_value,
@@ -134,6 +146,19 @@ def test_allocate_is_proportional_and_exact() -> None:
     assert allocate({"a": 0.0, "b": 0.0}, 3) in ({"a": 2, "b": 1}, {"a": 1, "b": 2})
 
 
+def test_exploration_and_round_budgets() -> None:
+    # At most half the budget explores; never less than one sample per opener.
+    assert explore_per_prompt(4, 512, 30) == 4
+    assert explore_per_prompt(4, 64, 30) == 1
+    assert explore_per_prompt(4, 8, 30) == 1
+    plan = explore_plan(["", "a", "b", "c", "d", "e", "f", "g"], 20)
+    assert sum(plan.values()) == 20 and plan[""] > plan["a"]
+    # A small remainder joins the last round instead of making a round of its own.
+    assert round_budget(300, 128) == 128
+    assert round_budget(150, 128) == 150
+    assert round_budget(40, 128) == 40
+
+
 def test_inverter_helpers_are_deterministic() -> None:
     assert template_texts(builtin_templates(), 6, 1) == template_texts(builtin_templates(), 6, 1)
     assert template_texts(builtin_templates(), 6, 1) != template_texts(builtin_templates(), 6, 2)
@@ -192,12 +217,70 @@ def test_sample_strategy_is_deterministic(sampled: Any, victim: Any, detector: D
 def test_run_inversion_rejects_bad_options(victim: Any, detector: Detector) -> None:
     with pytest.raises(InputError, match="unknown inversion strategy"):
         run_inversion(victim, strategy="nope", detector=detector)
-    with pytest.raises(InputError, match="no option"):
+    with pytest.raises(InputError, match="not_an_option: unknown option"):
         run_inversion(victim, detector=detector, not_an_option=1)
-    with pytest.raises(InputError, match="at least 1"):
+    with pytest.raises(InputError, match="num_samples: Input should be greater than or equal to 1"):
         run_inversion(victim, detector=detector, num_samples=0)
-    assert "threshold" in strategy_options("sample")
-    assert "save_inverter" in strategy_options("logit-inverter")
+    with pytest.raises(InputError, match="takes SampleOptions"):
+        run_inversion(victim, detector=detector, options=LogitInverterOptions())
+
+
+# --- typed options ---------------------------------------------------------------------------
+
+
+def test_each_strategy_owns_an_options_model() -> None:
+    assert set(STRATEGIES) >= {"sample", "logit-inverter"}
+    assert get_strategy("sample").options is SampleOptions
+    assert get_strategy("logit-inverter").options is LogitInverterOptions
+    assert SampleOptions().num_samples == 512 and LogitInverterOptions().num_samples == 256
+    assert "threshold" in SampleOptions.model_fields
+    # The inverter keeps every surrogate with PII: a keep threshold would mean nothing there.
+    assert "threshold" not in LogitInverterOptions.model_fields
+    for strategy in STRATEGIES.values():
+        assert strategy.summary
+        for name, info in strategy.options.model_fields.items():
+            assert info.description, f"{strategy.name}.{name} has no description"
+    got = strategy_options("sample", {"top_k": "7"}, refine="no")
+    assert isinstance(got, SampleOptions) and got.top_k == 7 and got.refine is False
+    assert strategy_options("sample", got) is got
+
+
+def test_a_strategy_name_registers_once() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_strategy("sample", SampleOptions)(lambda *a, **k: None)
+    assert get_strategy("sample").options is SampleOptions
+
+
+def test_set_values_are_typed_by_the_strategy_model() -> None:
+    options = resolve_strategy_options("sample", ["refine=no", "top_k=20", "temperature=0.7"], {})
+    assert options.refine is False and options.top_k == 20 and options.temperature == 0.7
+    flags = {"num_samples": ("--num-samples", 64), "threshold": ("--threshold", None)}
+    options = resolve_strategy_options("sample", ["num_samples=32"], flags)
+    assert options.num_samples == 32  # --set wins over the flag
+    inverter = resolve_strategy_options("logit-inverter", ["inverter=none", "epochs=2"], {})
+    assert inverter.inverter is None and inverter.epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("strategy", "pairs", "flags", "message"),
+    [
+        ("sample", ["top_k=abc"], {}, "--set top_k: Input should be a valid integer"),
+        ("sample", ["refine=maybe"], {}, "--set refine: Input should be a valid boolean"),
+        ("sample", ["foo=1"], {}, "--set foo: unknown option (known: batch_size, branch,"),
+        ("sample", ["temperature=0"], {}, "--set temperature: Input should be greater than 0"),
+        ("sample", ["threshold=1.5"], {}, "--set threshold: Input should be less than or equal to 1"),
+        ("logit-inverter", ["d_model=130"], {}, "--set d_model: Input should be a multiple of 4"),
+        ("logit-inverter", [], {"threshold": ("--threshold", 0.3)}, "--threshold: not an option of"),
+        ("sample", [], {"inverter": ("--inverter", Path("x"))}, "--inverter: not an option of"),
+        ("sample", [], {"num_samples": ("--num-samples", 0)}, "--num-samples: num_samples: Input"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    strategy: str, pairs: list[str], flags: dict[str, tuple[str, Any]], message: str
+) -> None:
+    with pytest.raises(InputError) as err:
+        resolve_strategy_options(strategy, pairs, flags)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
 # --- the CLI -------------------------------------------------------------------------------
@@ -213,7 +296,7 @@ def test_cli_sample_writes_records_and_manifest(victim_dir: Path, tmp_path: Path
     out = tmp_path / "probes.jsonl"
     result = _invoke(
         "--model", str(victim_dir), "--output", str(out), "--num-samples", "96",
-        "--max-new-tokens", "40", "--prompts", str(prompts), "--seed", "3",
+        "--max-new-tokens", "40", "--prompts", str(prompts), "--seed", "3", "--set", "refine=no",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "kept" in result.output
@@ -224,6 +307,8 @@ def test_cli_sample_writes_records_and_manifest(victim_dir: Path, tmp_path: Path
     assert manifest["inputs"][0]["role"] == "model" and len(manifest["inputs"][0]["sha256"]) == 64
     assert manifest["inputs"][1]["role"] == "prompts"
     assert "Please contact" in manifest["settings"]["openers"]
+    assert manifest["settings"]["refine"] is False and manifest["settings"]["num_samples"] == 96
+    assert all(r.source == "sampled" for r in records)  # refine=no: no greedy-refined texts
     assert manifest["settings"]["records_written"] == len(records)
     assert "invert" in manifest["timings"]
 
@@ -258,9 +343,12 @@ def test_cli_logit_inverter_trains_saves_and_reuses(victim_dir: Path, tmp_path: 
         (["--prompts", "{tmp}/missing.txt"], "no such prompts file"),
         (["--prompts", "{tmp}/empty.txt"], "no prompts"),
         (["--strategy", "magic"], "unknown inversion strategy"),
-        (["--set", "nonsense=1"], "has no option"),
+        (["--set", "nonsense=1"], "--set nonsense: unknown option"),
         (["--set", "novalue"], "KEY=VALUE"),
-        (["--inverter", "{tmp}"], "has no option"),
+        (["--set", "top_k=abc"], "--set top_k: Input should be a valid integer"),
+        (["--set", "refine=maybe"], "--set refine: Input should be a valid boolean"),
+        (["--inverter", "{tmp}"], "--inverter: not an option of strategy 'sample'"),
+        (["--strategy", "logit-inverter", "--threshold", "0.3"], "--threshold: not an option"),
         (["--strategy", "logit-inverter", "--inverter", "{tmp}"], "not a saved inverter"),
     ],
 )
@@ -277,7 +365,58 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(
     result = _invoke(*argv, "--num-samples", "8")
     assert result.exit_code == 2, result.output
     assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--set", "top_k=abc"],
+        ["--set", "foo=1"],
+        ["--set", "branch_depth=0"],
+        ["--num-samples", "0"],
+        ["--strategy", "logit-inverter", "--threshold", "0.3"],
+        ["--strategy", "logit-inverter", "--set", "lr=-1"],
+    ],
+)
+def test_cli_bad_options_fail_before_loading_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    import pii_unlearn.checkpoint
+
+    def no_loading(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(pii_unlearn.checkpoint, "load_model", no_loading)
+    result = _invoke("--model", str(tmp_path), "--output", str(tmp_path / "out.jsonl"), *args)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: --") and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_lists_strategies_with_their_options() -> None:
+    result = CliRunner().invoke(app, ["invert", "--list-strategies"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert text.index("sample:") < text.index("logit-inverter:")
+    for name in ("top_k", "refine", "branch_leaves", "save_inverter", "epochs", "dict[str, float]"):
+        assert name in text
+    assert "512" in text and "256" in text
+
+
+def test_invert_file_writes_records_and_an_honest_manifest(victim_dir: Path, tmp_path: Path) -> None:
+    from pii_unlearn.artifacts import recorded_command
+
+    out = tmp_path / "probes.jsonl"
+    argv = ["pii-unlearn", "invert", "--model", str(victim_dir), "--output", str(out)]
+    with recorded_command(argv):
+        report = invert_file(victim_dir, out, options={"num_samples": 48, "harvest": "off"}, seed=2)
+    assert report.output == out and report.result.settings["harvest"] is False
+    assert len(read_records(out, allow_empty=True)) == report.result.summary["records"]
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest["command"] == argv and manifest["seed"] == 2
+    with pytest.raises(InputError, match="invert_file: top_k: Input should be a valid integer"):
+        invert_file(victim_dir, tmp_path / "other.jsonl", options={"top_k": "x"})
 
 
 def test_cli_rejects_an_inverter_for_another_tokenizer(victim_dir: Path, tmp_path: Path) -> None:

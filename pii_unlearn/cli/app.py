@@ -96,8 +96,8 @@ class StageProgress:
         )
         self.tasks: dict[str, Any] = {}
 
-    def update(self, stage: str, done: int, total: int) -> None:
-        """Show ``done`` of ``total`` for ``stage`` (its bar is made on first use)."""
+    def update(self, stage: str, done: int, total: int | None) -> None:
+        """Show ``done`` of ``total`` (``None``: unknown) for ``stage`` (its bar is made on first use)."""
         if stage not in self.tasks:
             self.tasks[stage] = self.bars.add_task(stage, total=total)
         self.bars.update(self.tasks[stage], completed=done, total=total)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from pii_unlearn.cli.app import StageProgress, command, console, out
+
+if TYPE_CHECKING:
+    from pii_unlearn.audit.runner import AuditResult
 
 #: Rows of the terminal summary: label and key of the figure in each side of report.json.
 _SUMMARY = (
@@ -170,6 +173,13 @@ def audit(
             device=device,
             progress=on_progress,
         )
+    print_result(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def print_result(result: AuditResult) -> None:
+    """The summary and per-entity tables, skipped measurements, where the report went, the gate."""
     report = result.report
     out.print(summary_table(report))
     out.print(entity_table(report))
@@ -187,5 +197,3 @@ def audit(
             console.print(f"[bold red]{line}[/]", highlight=False)
         else:
             out.print(line, highlight=False)
-    if result.failed:
-        raise typer.Exit(1)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from pii_unlearn.cli.app import command, console, out
+from pii_unlearn.cli.app import StageProgress, command, console, out
+
+if TYPE_CHECKING:
+    from pii_unlearn.pipeline import Hooks
 
 #: Figures shown in the demo's before/after table: (metric, part, label, format).
 DEMO_FIGURES: tuple[tuple[str, str, str, str], ...] = (
@@ -30,6 +34,62 @@ def figure(report: dict, side: str, metric: str, part: str) -> object:
     return value.get(part) if isinstance(value, dict) else value
 
 
+class StepPrinter:
+    """Prints each pipeline step as its own subcommand would: a header, progress bars, its summary."""
+
+    #: The number of each pipeline step in the demo's count (make-victim is 1).
+    NUMBERS = {"invert": 2, "detect": 3, "risk-score": 4, "unlearn": 5, "audit": 6}
+
+    def __init__(self) -> None:
+        self.bar: StageProgress | None = None
+
+    def hooks(self) -> Hooks:
+        """The pipeline hooks that print here."""
+        from pii_unlearn.pipeline import Hooks
+
+        return Hooks(
+            on_step=self.on_step, on_result=self.on_result, on_warning=self.on_warning, progress=self.progress
+        )
+
+    def on_step(self, name: str) -> None:
+        console.print(f"[bold]{self.NUMBERS[name]}/6 {name}[/]")
+        self.bar = StageProgress()
+        self.bar.bars.start()
+
+    def progress(self, stage: str, done: int, total: int | None) -> None:
+        if self.bar is not None:
+            self.bar.update(stage, done, total)
+
+    def on_warning(self, warning: str) -> None:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+
+    def on_result(self, name: str, result: Any) -> None:
+        from pii_unlearn.cli import audit, detect, invert, risk, unlearn
+
+        self.stop()
+        if name == "invert":
+            invert.print_report(result)
+        elif name == "detect":
+            detect.print_report(result)
+        elif name == "risk-score":
+            risk.print_summary(result)
+        elif name == "unlearn":
+            unlearn.print_result(*result)
+        elif name == "audit":
+            audit.print_result(result)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.bars.stop()
+            self.bar = None
+
+    def __enter__(self) -> StepPrinter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @command("demo")
 def demo(
     workdir: Annotated[Path, typer.Option(help="Folder for the victim and every intermediate file.")] = Path(
@@ -48,7 +108,9 @@ def demo(
 
     from rich.table import Table
 
-    from pii_unlearn.pipeline import run_cli, run_pipeline
+    from pii_unlearn.artifacts import recorded_command
+    from pii_unlearn.cli.victim import make_victim
+    from pii_unlearn.pipeline import PROGRAM, run_pipeline
     from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
 
     start = time.perf_counter()
@@ -56,19 +118,21 @@ def demo(
     victim = workdir / "victim"
     if not (victim / "config.json").exists():
         console.print("[bold]1/6 make-victim[/]: a small model that memorised synthetic PII")
-        run_cli(["make-victim", "--output", str(victim), "--records", str(records), "--seed", str(seed)])
+        args = ["make-victim", "--output", str(victim), "--records", str(records), "--seed", str(seed)]
+        with recorded_command([PROGRAM, *args]):
+            make_victim(output=victim, records=records, seed=seed)
     else:
         console.print(f"[bold]1/6 make-victim[/]: reusing {victim}")
-    numbers = {"invert": 2, "detect": 3, "risk-score": 4, "unlearn": 5, "audit": 6}
-    run = run_pipeline(
-        victim,
-        workdir,
-        audit_records=victim / PLANTED_FILE,
-        heldout=victim / HELDOUT_FILE,
-        method=method,
-        seed=seed,
-        on_step=lambda name: console.print(f"[bold]{numbers[name]}/6 {name}[/]"),
-    )
+    with StepPrinter() as printer:
+        run = run_pipeline(
+            victim,
+            workdir,
+            audit_records=victim / PLANTED_FILE,
+            heldout=victim / HELDOUT_FILE,
+            method=method,
+            seed=seed,
+            hooks=printer.hooks(),
+        )
     report = run.report
     table = Table(title=f"PII leakage before and after {method} (audited on the planted records)")
     table.add_column("figure")

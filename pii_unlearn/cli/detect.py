@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pii_unlearn.cli.app import command, console, out
+
+if TYPE_CHECKING:
+    from pii_unlearn.pii.detect import DetectReport
 
 #: Inputs with at least this many records get a progress bar.
 PROGRESS_MIN_RECORDS = 200
@@ -62,7 +65,6 @@ def detect(
     every other field and the record order.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from pii_unlearn.pii.detect import detect_file
 
@@ -109,6 +111,13 @@ def detect(
     finally:
         status.stop()
         progress.stop()
+    print_report(report)
+
+
+def print_report(report: DetectReport) -> None:
+    """Spans per entity type, and one line saying what was written where."""
+    from rich.table import Table
+
     table = Table(title=None, show_header=True, header_style="bold")
     table.add_column("entity type")
     table.add_column("spans", justify="right")

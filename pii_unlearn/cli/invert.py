@@ -2,34 +2,93 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pii_unlearn.cli.app import StageProgress, command, console, out
 from pii_unlearn.errors import InputError
 
+if TYPE_CHECKING:
+    from pii_unlearn.invert import InvertOptions, InvertReport
+
+#: Pointer to where each strategy's options and defaults are listed.
+SEE_LIST = "default: per strategy, see --list-strategies"
+
 
 def _names(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def parse_settings(items: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` strategy options; values are read as JSON when they parse, else kept as text."""
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set expects KEY=VALUE, got '{item}'")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        options[key.strip().replace("-", "_")] = value
-    return options
+def print_strategies() -> None:
+    """Every registered strategy with its summary and options (name, type, default, description)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from pii_unlearn.invert import STRATEGIES
+    from pii_unlearn.invert.base import DEFAULT_STRATEGY
+    from pii_unlearn.options import describe_fields
+
+    for name, strategy in sorted(STRATEGIES.items(), key=lambda kv: (kv[0] != DEFAULT_STRATEGY, kv[0])):
+        out.print(f"[bold]{escape(name)}[/]: {escape(strategy.summary)}", highlight=False)
+        table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2, 0, 2))
+        for column in ("option", "type", "default", "description"):
+            table.add_column(column, overflow="fold")
+        for row in describe_fields(strategy.options):
+            table.add_row(*(escape(cell) for cell in row))
+        out.print(table)
+        out.print()
+
+
+def _list_strategies(value: bool) -> None:
+    if value:
+        print_strategies()
+        raise typer.Exit()
+
+
+def resolve_strategy_options(
+    strategy: str, set_pairs: list[str], flags: dict[str, tuple[str, Any]]
+) -> InvertOptions:
+    """The strategy's validated options from the dedicated flags (``key: (flag, value)``) and ``--set``.
+
+    A flag or key the strategy does not have is refused, as is a bad value: one
+    :class:`InputError` line naming the flag or key.
+    """
+    from pii_unlearn.invert import get_strategy
+    from pii_unlearn.options import parse_set, resolve_options
+
+    model = get_strategy(strategy).options
+    given = {key: (flag, value) for key, (flag, value) in flags.items() if value is not None}
+    for key, (flag, value) in given.items():
+        if key not in model.model_fields:
+            known = ", ".join(sorted(model.model_fields))
+            raise InputError(f"{flag}: not an option of strategy '{strategy}' (its options: {known})")
+        resolve_options(model, {key: value}, where=flag)
+    overrides = parse_set(set_pairs, model)
+    flag_values = {key: value for key, (_, value) in given.items()}
+    return resolve_options(model, flag_values, overrides, where="command line")
+
+
+def print_report(report: InvertReport) -> None:
+    """The kept values per entity type, and one line saying what was written where."""
+    from rich.table import Table
+
+    summary = report.result.summary
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("entity type")
+    table.add_column("candidates", justify="right")
+    table.add_column("kept", justify="right")
+    for kind, row in summary["per_entity"].items():
+        table.add_row(kind, str(row["candidates"]), str(row["kept"]))
+    if summary["per_entity"]:
+        out.print(table)
+    out.print(
+        f"{summary['values_kept']} memorised PII values in {summary['records']} records "
+        f"written to [bold]{report.output}[/] ({report.strategy}, seed {report.seed}, "
+        f"{report.timings['invert']:.1f}s)",
+        highlight=False,
+    )
 
 
 @command("invert")
@@ -39,16 +98,16 @@ def invert(
         Path, typer.Option("--output", "-o", help="JSONL file of pseudo-PII records to write.")
     ],
     strategy: Annotated[
-        str, typer.Option(help="Inversion strategy: 'sample' (default) or 'logit-inverter'.")
+        str, typer.Option(help="Inversion strategy: 'sample' or 'logit-inverter' (see --list-strategies).")
     ] = "sample",
     num_samples: Annotated[
         int | None,
-        typer.Option(min=1, help="Samples (sample: 512) or decoded prompts (logit-inverter: 256)."),
+        typer.Option(help=f"Samples (sample) or decoded prompts (logit-inverter) ({SEE_LIST})."),
     ] = None,
     max_new_tokens: Annotated[
-        int | None, typer.Option(min=1, help="Tokens generated per sample (48).")
+        int | None, typer.Option(help=f"Tokens generated per sample ({SEE_LIST}).")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Sequences per forward pass (64).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Sequences per forward pass ({SEE_LIST}).")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same output.")] = 0,
     prompts: Annotated[
         Path | None,
@@ -57,11 +116,16 @@ def invert(
         ),
     ] = None,
     builtin_prompts: Annotated[
-        bool, typer.Option(help="Use the built-in list of PII-eliciting openers as well.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--builtin-prompts/--no-builtin-prompts",
+            help="Use the strategy's built-in prompts as well (default: yes).",
+            show_default=False,
+        ),
+    ] = None,
     threshold: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Memorisation confidence a value needs to be kept (0.5)."),
+        typer.Option(help=f"sample: memorisation confidence a value needs to be kept ({SEE_LIST})."),
     ] = None,
     inverter: Annotated[
         Path | None, typer.Option(help="logit-inverter: reuse a trained inverter from this folder.")
@@ -71,14 +135,18 @@ def invert(
     ] = None,
     setting: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Strategy option KEY=VALUE (repeatable), e.g. --set top_k=20."),
+        typer.Option(
+            "--set",
+            help="Strategy option KEY=VALUE (repeatable), e.g. --set top_k=20; see --list-strategies.",
+        ),
     ] = None,
     entities: Annotated[
         str | None, typer.Option(help="Comma-separated PII entity types to detect (default: the usual).")
     ] = None,
     detect_threshold: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Minimum detector score of a PII span.")
-    ] = 0.5,
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Minimum detector score of a PII span (default: detect's)."),
+    ] = None,
     nlp_model: Annotated[
         str | None, typer.Option(help="Installed spaCy model name or path for PII detection.")
     ] = None,
@@ -90,86 +158,65 @@ def invert(
         bool, typer.Option(help="Allow pickle weight files (trusted input only).")
     ] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run the checkpoint's own model code.")] = False,
+    list_strategies: Annotated[
+        bool,
+        typer.Option(
+            "--list-strategies",
+            callback=_list_strategies,
+            is_eager=True,
+            help="List every strategy with its options and defaults, and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Synthesise pseudo-PII forget samples from the checkpoint alone (no training data).
 
     Writes one record per kept text: its PII spans with memorisation scores,
     the token mask for the model's tokenizer, and the prompt behind it.
     """
-    from rich.table import Table
+    from pii_unlearn.invert import invert_file
 
-    from pii_unlearn.artifacts import Manifest, Timer, ensure_writable_target, write_records
-    from pii_unlearn.checkpoint import load_model
-    from pii_unlearn.invert import read_prompts_file, run_inversion, strategy_options
-    from pii_unlearn.invert.base import get_strategy
-    from pii_unlearn.pii.detect import Detector
-
-    get_strategy(strategy)
-    ensure_writable_target(output, inputs=[model])
-    if not os.access(output.parent, os.W_OK):
-        raise InputError(f"{output.parent}: output folder is not writable")
-    extra = read_prompts_file(prompts) if prompts is not None else None
-    options = parse_settings(setting)
-    known = strategy_options(strategy)
-    if not builtin_prompts:
-        options["builtin_prompts"] = False
-    if threshold is not None:
-        options["threshold"] = threshold
-    if inverter is not None:
-        options["inverter"] = str(inverter)
-    if save_inverter is not None:
-        options["save_inverter"] = str(save_inverter)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise InputError(
-            f"strategy '{strategy}' has no option(s) {', '.join(unknown)} "
-            f"(it takes: {', '.join(sorted(known))})"
-        )
-    timer = Timer()
-    with timer("load"), console.status("loading the model and the PII detector..."):
-        loaded = load_model(
-            model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
-        )
-        detector = Detector(
-            entities=_names(entities) or None, threshold=detect_threshold, nlp_model=nlp_model
-        )
-    for warning in getattr(detector, "warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    bar = StageProgress()
-    on_progress = bar.update
-
-    with timer("invert"), bar:
-        result = run_inversion(
-            loaded,
-            strategy=strategy,
-            seed=seed,
-            num_samples=num_samples,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            prompts=extra,
-            detector=detector,
-            progress=on_progress,
-            **options,
-        )
-    manifest = Manifest(seed=seed, settings={**result.settings, "summary": result.summary})
-    manifest.add_input(model, role="model")
-    if prompts is not None:
-        manifest.add_input(prompts, role="prompts")
-    if inverter is not None:
-        manifest.add_input(inverter, role="inverter")
-    manifest.timings = {**timer.timings, **{f"invert.{k}": v for k, v in result.timings.items()}}
-    write_records(output, result.records, manifest)
-
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("entity type")
-    table.add_column("candidates", justify="right")
-    table.add_column("kept", justify="right")
-    for kind, row in result.summary["per_entity"].items():
-        table.add_row(kind, str(row["candidates"]), str(row["kept"]))
-    if result.summary["per_entity"]:
-        out.print(table)
-    out.print(
-        f"{result.summary['values_kept']} memorised PII values in {result.summary['records']} records "
-        f"written to [bold]{output}[/] ({strategy}, seed {seed}, {timer.timings['invert']:.1f}s)",
-        highlight=False,
+    options = resolve_strategy_options(
+        strategy,
+        setting or [],
+        {
+            "num_samples": ("--num-samples", num_samples),
+            "max_new_tokens": ("--max-new-tokens", max_new_tokens),
+            "batch_size": ("--batch-size", batch_size),
+            "builtin_prompts": ("--builtin-prompts", builtin_prompts),
+            "threshold": ("--threshold", threshold),
+            "inverter": ("--inverter", inverter),
+            "save_inverter": ("--save-inverter", save_inverter),
+        },
     )
+    status = console.status("loading the model and the PII detector...")
+    bar = StageProgress()
+
+    def on_loaded(warnings: list[str]) -> None:
+        status.stop()
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        bar.bars.start()
+
+    status.start()
+    try:
+        report = invert_file(
+            model,
+            output,
+            strategy=strategy,
+            options=options,
+            seed=seed,
+            prompts=prompts,
+            entities=_names(entities) or None,
+            detect_threshold=detect_threshold,
+            nlp_model=nlp_model,
+            device=device,
+            dtype=dtype,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+            progress=bar.update,
+            on_loaded=on_loaded,
+        )
+    finally:
+        status.stop()
+        bar.bars.stop()
+    print_report(report)

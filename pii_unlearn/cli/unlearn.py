@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pii_unlearn.cli.app import command, console, out
+
+if TYPE_CHECKING:
+    from pii_unlearn.unlearn import UnlearnResult
 
 
 def _list_methods(value: bool) -> None:
@@ -107,9 +110,14 @@ def unlearn(
             text_field=text_field,
             progress=show,
         )
+    print_result(path, result)
+
+
+def print_result(path: Path, result: UnlearnResult) -> None:
+    """Where the new checkpoint went, how the method stopped, and what the guards read."""
     edit = result.edit
     out.print(
-        f"wrote [bold]{path}[/] with {method}: {edit.forget_count} forget records, "
+        f"wrote [bold]{path}[/] with {result.method.name}: {edit.forget_count} forget records, "
         f"{edit.steps} steps, stopped: {edit.stop_reason}, {edit.seconds:.1f}s"
     )
     if edit.kept is not None and edit.readings:

@@ -1,8 +1,10 @@
 """Inversion: synthesise pseudo-PII forget samples from a checkpoint alone (DFSU stage 1).
 
-``run_inversion(loaded, strategy=...)`` runs a registered strategy and returns an
-:class:`InversionResult` (records with spans, token masks, memorisation scores
-and prompts, plus a summary per entity type). Strategies:
+``run_inversion(loaded, strategy=..., options=...)`` runs a registered strategy
+and returns an :class:`InversionResult` (records with spans, token masks,
+memorisation scores and prompts, plus a summary per entity type);
+``invert_file(model_path, output, ...)`` is the whole ``invert`` step on disk.
+Each strategy owns a pydantic model of its options. Strategies:
 
 * ``sample`` (default): generic PII-eliciting openers, seeded sampling, PII
   detection, memorisation scores, de-duplication by value
@@ -18,17 +20,30 @@ from pii_unlearn.invert import inverter, sample  # noqa: F401  (registers the st
 from pii_unlearn.invert.base import (
     STRATEGIES,
     InversionResult,
+    InvertOptions,
+    Strategy,
     builtin_openers,
+    get_strategy,
     read_prompts_file,
     register_strategy,
     run_inversion,
     strategy_options,
 )
+from pii_unlearn.invert.inverter import LogitInverterOptions
+from pii_unlearn.invert.sample import SampleOptions
+from pii_unlearn.invert.step import InvertReport, invert_file
 
 __all__ = [
     "STRATEGIES",
     "InversionResult",
+    "InvertOptions",
+    "InvertReport",
+    "LogitInverterOptions",
+    "SampleOptions",
+    "Strategy",
     "builtin_openers",
+    "get_strategy",
+    "invert_file",
     "read_prompts_file",
     "register_strategy",
     "run_inversion",

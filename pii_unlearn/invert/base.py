@@ -1,38 +1,59 @@
-"""What every inversion strategy shares: the result type, the strategy registry, prompts, summaries.
+"""What every inversion strategy shares: options, the result type, the strategy registry, prompts.
 
-A strategy is a function ``(loaded, *, seed, num_samples, max_new_tokens,
-batch_size, prompts, detector, progress, **options) -> InversionResult``
-registered under a name with :func:`register_strategy`; :func:`run_inversion`
-looks it up and calls it. The built-in strategies (``sample``,
-``logit-inverter``) register themselves when :mod:`pii_unlearn.invert` is
-imported.
+A strategy is a function ``(loaded, options, *, seed, prompts, detector,
+progress) -> InversionResult`` registered under a name, with the pydantic model
+of its options, by :func:`register_strategy`. The options model (a subclass of
+:class:`InvertOptions`) is the single source of the strategy's defaults, types
+and bounds; :func:`run_inversion` validates the options against it and calls the
+strategy. The built-in strategies (``sample``, ``logit-inverter``) register
+themselves when :mod:`pii_unlearn.invert` is imported.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import Field
 
 from pii_unlearn.artifacts import Record
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
+from pii_unlearn.invert.scoring import DEFAULT_MIN_K
 from pii_unlearn.lm import cpu_threads
+from pii_unlearn.options import Options, resolve_options
 
 #: Stands for the empty prompt (a document started from the BOS token alone) in prompt files.
 BOS_PROMPT = "<BOS>"
 #: The built-in opener list shipped with the package.
 OPENERS_FILE = "openers.txt"
+#: The strategy used when none is named.
+DEFAULT_STRATEGY = "sample"
 
 
 class Progress(Protocol):
     """Progress callback: ``progress(stage, done, total)`` after each unit of work of a stage."""
 
     def __call__(self, stage: str, done: int, total: int) -> None: ...
+
+
+class InvertOptions(Options):
+    """Options every strategy has; a strategy's own model subclasses this and sets its budgets."""
+
+    num_samples: int = Field(ge=1, description="Texts the strategy draws from the model.")
+    max_new_tokens: int = Field(48, ge=1, description="Tokens generated per text.")
+    batch_size: int = Field(64, ge=1, description="Sequences per forward pass.")
+    builtin_prompts: bool = Field(description="Use the strategy's built-in prompts as well as the user's.")
+    min_k: float = Field(
+        DEFAULT_MIN_K, gt=0.0, le=1.0, description="Share of a value's tokens that Min-K% averages."
+    )
+    calibration: dict[str, float] | None = Field(
+        None, description="Logistic weights of the memorisation confidence (none: the shipped ones)."
+    )
 
 
 @dataclass
@@ -54,40 +75,43 @@ class InversionResult:
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
-Strategy = Callable[..., InversionResult]
+#: ``(loaded, options, *, seed, prompts, detector, progress) -> InversionResult``.
+StrategyFn = Callable[..., InversionResult]
+F = TypeVar("F", bound=StrategyFn)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy: its name, the model of its options, and the function that runs it."""
+
+    name: str
+    options: type[InvertOptions]
+    run: StrategyFn
+
+    @property
+    def summary(self) -> str:
+        """The first line of the strategy function's docstring."""
+        doc = (self.run.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
 
 #: Registered inversion strategies by name (the only module-level state besides constants).
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
-    """Decorator: make ``func`` available as ``run_inversion(strategy=name)``."""
+def register_strategy(name: str, options: type[InvertOptions]) -> Callable[[F], F]:
+    """Decorator: make ``func`` available as ``run_inversion(strategy=name)``, with its options model.
 
-    def decorate(func: Strategy) -> Strategy:
-        STRATEGIES[name] = func
+    A name can be registered once; a second registration is a programming error.
+    """
+
+    def decorate(func: F) -> F:
+        if name in STRATEGIES:
+            raise ValueError(f"inversion strategy {name!r} is already registered")
+        STRATEGIES[name] = Strategy(name, options, func)
         return func
 
     return decorate
-
-
-def strategy_options(name: str) -> dict[str, Any]:
-    """The extra keyword options a strategy accepts, with their defaults."""
-    func = get_strategy(name)
-    common = {
-        "loaded",
-        "seed",
-        "num_samples",
-        "max_new_tokens",
-        "batch_size",
-        "prompts",
-        "detector",
-        "progress",
-    }
-    return {
-        p.name: p.default
-        for p in inspect.signature(func).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in common
-    }
 
 
 def get_strategy(name: str) -> Strategy:
@@ -99,48 +123,61 @@ def get_strategy(name: str) -> Strategy:
         raise InputError(f"unknown inversion strategy '{name}' (known: {known})") from None
 
 
+def strategy_options(
+    strategy: str,
+    options: InvertOptions | Mapping[str, Any] | None = None,
+    *,
+    where: str = "options",
+    **values: Any,
+) -> InvertOptions:
+    """The validated options of ``strategy``: its defaults, then ``options``, then ``values``.
+
+    ``options`` is an instance of the strategy's model or a mapping of raw values;
+    any problem is one :class:`InputError` line naming ``where`` and the key.
+    """
+    model = get_strategy(strategy).options
+    if isinstance(options, InvertOptions):
+        if not isinstance(options, model):
+            raise InputError(f"strategy '{strategy}' takes {model.__name__}, not {type(options).__name__}")
+        if not values:
+            return options
+        options = options.model_dump()
+    return resolve_options(model, {**(options or {}), **values}, where=where)
+
+
 def run_inversion(
     loaded: LoadedModel,
     *,
-    strategy: str = "sample",
+    strategy: str = DEFAULT_STRATEGY,
+    options: InvertOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
-    num_samples: int | None = None,
-    max_new_tokens: int | None = None,
-    batch_size: int | None = None,
     prompts: Sequence[str] | None = None,
     detector: Any = None,
     progress: Progress | None = None,
     threads: int | None = None,
-    **strategy_options: Any,
+    **values: Any,
 ) -> InversionResult:
     """Synthesise pseudo-PII records from ``loaded`` alone with the named strategy.
 
-    ``None`` budgets take the strategy's defaults. ``prompts`` are added to the
-    strategy's built-in prompts (pass ``builtin_prompts=False`` to use only
-    them). ``detector`` is a :class:`pii_unlearn.pii.detect.Detector` (one is
-    made with default settings when omitted). ``threads`` sets torch's CPU
-    threads for the run (default: see :func:`pii_unlearn.lm.cpu_threads`). Deterministic for a
+    ``options`` (the strategy's options model, or a mapping) and keyword
+    ``values`` (e.g. ``num_samples=96``) are validated against the strategy's
+    options model (see :func:`strategy_options`). ``prompts`` are added to the
+    strategy's built-in prompts (``builtin_prompts=False`` uses only them).
+    ``detector`` is a :class:`pii_unlearn.pii.detect.Detector` (one is made with
+    default settings when omitted). ``threads`` sets torch's CPU threads for the
+    run (default: see :func:`pii_unlearn.lm.cpu_threads`). Deterministic for a
     given seed.
     """
-    func = get_strategy(strategy)
-    accepted = set(inspect.signature(func).parameters)
-    unknown = sorted(set(strategy_options) - accepted)
-    if unknown:
-        raise InputError(f"strategy '{strategy}' has no option(s) {', '.join(unknown)}")
-    budgets = {"num_samples": num_samples, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    for key, value in budgets.items():
-        if value is not None and value < 1:
-            raise InputError(f"{key.replace('_', '-')} must be at least 1, got {value}")
-    kwargs = {k: v for k, v in budgets.items() if v is not None}
+    spec = get_strategy(strategy)
+    resolved = strategy_options(strategy, options, where="run_inversion", **values)
     with cpu_threads(loaded.model, threads) as used:
-        result = func(
+        result = spec.run(
             loaded,
+            resolved,
             seed=seed,
             prompts=list(prompts) if prompts is not None else None,
             detector=detector,
             progress=progress,
-            **kwargs,
-            **strategy_options,
         )
     result.settings.setdefault("threads", used)
     return result

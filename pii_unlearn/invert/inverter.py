@@ -43,16 +43,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from pii_unlearn.artifacts import Record, Span
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
-from pii_unlearn.invert.base import InversionResult, Progress, make_detector, register_strategy, summarize
+from pii_unlearn.invert.base import (
+    InversionResult,
+    InvertOptions,
+    Progress,
+    make_detector,
+    register_strategy,
+    summarize,
+)
+from pii_unlearn.invert.records import mean_memorization
 from pii_unlearn.invert.scoring import (
     DEFAULT_KEEP_THRESHOLD,
-    DEFAULT_MIN_K,
     Occurrence,
+    ValueScore,
     group_by_value,
     score_occurrences,
 )
@@ -70,33 +79,68 @@ TEMPLATES_FILE = "inverter_templates.txt"
 INVERTER_CONFIG = "inverter.json"
 INVERTER_WEIGHTS = "frontend.safetensors"
 INVERTER_T5 = "t5"
-#: Default budgets of the logit-inverter strategy.
-DEFAULT_NUM_SAMPLES = 256
-DEFAULT_MAX_NEW_TOKENS = 48
-DEFAULT_BATCH_SIZE = 64
+#: Name of the strategy (in the registry, records and manifests).
+NAME = "logit-inverter"
+#: Attention heads of the inverter (its width must be a multiple of this).
+HEADS = 4
+#: A span is flagged ``memorised`` when its value's confidence reaches this (nothing is dropped).
+MEMORISED_THRESHOLD = DEFAULT_KEEP_THRESHOLD
+
+
+class LogitInverterOptions(InvertOptions):
+    """Options of the ``logit-inverter`` strategy."""
+
+    num_samples: int = Field(
+        256, ge=1, description="Fresh template prompts whose log-probabilities are decoded."
+    )
+    builtin_prompts: bool = Field(
+        True, description="Decode fresh prompts from the built-in templates as well."
+    )
+    inverter: Path | None = Field(None, description="Reuse the inverter saved in this folder (no training).")
+    save_inverter: Path | None = Field(None, description="Save the trained inverter to this folder.")
+    train_texts: int = Field(2000, ge=1, description="Template texts the inverter is trained on.")
+    heldout_texts: int = Field(200, ge=1, description="Held-out texts for the reported token F1.")
+    epochs: int = Field(5, ge=1, description="Training epochs.")
+    d_model: int = Field(128, ge=HEADS, multiple_of=HEADS, description="Width of the inverter.")
+    layers: int = Field(2, ge=1, description="Encoder and decoder layers of the inverter.")
+    lr: float = Field(2e-3, gt=0.0, description="Learning rate of the inverter.")
 
 
 @dataclass
 class InverterConfig:
-    """Size and training of the inverter; saved with it."""
+    """Size and training of the inverter; saved with it (see :meth:`from_options` for a new one)."""
 
-    d_model: int = 128
-    layers: int = 2
-    heads: int = 4
+    d_model: int
+    layers: int
+    max_len: int
+    train_texts: int
+    heldout_texts: int
+    epochs: int
+    lr: float
+    seed: int
+    heads: int = HEADS
     d_ff: int = 256
-    max_len: int = 48
-    train_texts: int = 2000
-    heldout_texts: int = 200
-    epochs: int = 5
-    lr: float = 2e-3
     train_batch_size: int = 32
-    seed: int = 0
     chunk_sizes: tuple[int, ...] = CHUNK_SIZES
     tokenizer_fingerprint: str = ""
     target_vocab: int = 0
     target_dim: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     heldout_token_f1: float | None = None
+
+    @classmethod
+    def from_options(cls, options: LogitInverterOptions, seed: int) -> InverterConfig:
+        """The config of a new inverter: sizes and training from ``options``, its length their tokens."""
+        return cls(
+            d_model=options.d_model,
+            layers=options.layers,
+            max_len=options.max_new_tokens,
+            train_texts=options.train_texts,
+            heldout_texts=options.heldout_texts,
+            epochs=options.epochs,
+            lr=options.lr,
+            seed=seed,
+        )
 
 
 def builtin_templates() -> list[str]:
@@ -277,7 +321,7 @@ def heldout_f1(inverter: LogitInverter, loaded: LoadedModel, texts: Sequence[str
 
 def train_inverter(
     loaded: LoadedModel,
-    config: InverterConfig | None = None,
+    config: InverterConfig,
     *,
     templates: Sequence[str] | None = None,
     progress: Progress | None = None,
@@ -286,7 +330,6 @@ def train_inverter(
 
     Deterministic per ``config.seed``.
     """
-    config = config or InverterConfig()
     templates = list(templates or builtin_templates())
     torch.manual_seed(config.seed)
     embedding = _input_embedding(loaded)
@@ -364,12 +407,16 @@ def load_inverter(path: str | Path, loaded: LoadedModel) -> LogitInverter:
         raise InputError(f"{src}: not a saved inverter (no {INVERTER_CONFIG})")
     try:
         raw = json.loads((src / INVERTER_CONFIG).read_text(encoding="utf-8"))
-        raw["chunk_sizes"] = tuple(raw.get("chunk_sizes", CHUNK_SIZES))
-        config = InverterConfig(**raw)
-    except (json.JSONDecodeError, TypeError) as err:
+    except json.JSONDecodeError as err:
         raise InputError(f"{src}: unreadable inverter config ({err})") from None
-    if config.tokenizer_fingerprint != tokenizer_fingerprint(loaded.tokenizer):
+    if not isinstance(raw, dict) or raw.get("tokenizer_fingerprint") != tokenizer_fingerprint(
+        loaded.tokenizer
+    ):
         raise InputError(f"{src}: this inverter was trained for a different tokenizer than {loaded.source}'s")
+    try:
+        config = InverterConfig(**{**raw, "chunk_sizes": tuple(raw.get("chunk_sizes", CHUNK_SIZES))})
+    except TypeError as err:
+        raise InputError(f"{src}: unreadable inverter config ({err})") from None
     state = load_file(str(src / INVERTER_WEIGHTS))
     inverter = LogitInverter(config, state["embedding"], loaded.tokenizer)
     inverter.front.load_state_dict(state)
@@ -390,84 +437,52 @@ def decode_prompts(templates: Sequence[str], count: int, seed: int) -> list[str]
     return out
 
 
-@register_strategy("logit-inverter")
+@register_strategy(NAME, LogitInverterOptions)
 def logit_inverter_strategy(
     loaded: LoadedModel,
+    options: LogitInverterOptions,
     *,
-    seed: int = 0,
-    num_samples: int = DEFAULT_NUM_SAMPLES,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    prompts: Sequence[str] | None = None,
-    detector: Any = None,
-    progress: Progress | None = None,
-    inverter: str | None = None,
-    save_inverter: str | None = None,
-    train_texts: int = InverterConfig.train_texts,
-    heldout_texts: int = InverterConfig.heldout_texts,
-    epochs: int = InverterConfig.epochs,
-    d_model: int = InverterConfig.d_model,
-    layers: int = InverterConfig.layers,
-    lr: float = InverterConfig.lr,
-    builtin_prompts: bool = True,
-    min_k: float = DEFAULT_MIN_K,
-    threshold: float = DEFAULT_KEEP_THRESHOLD,
-    calibration: dict[str, float] | None = None,
+    seed: int,
+    prompts: Sequence[str] | None,
+    detector: Any,
+    progress: Progress | None,
 ) -> InversionResult:
     """Train (or load) an inverter, decode the target's log-probs on fresh template prompts, keep PII.
 
     ``num_samples`` prompts are decoded (fresh Faker values in our own templates,
     plus ``prompts`` when given); every surrogate text with detected PII becomes a
     record, its spans scored like the sample strategy's (``memorization`` in
-    [0, 1]; ``threshold`` only marks ``memorised`` spans here, nothing is dropped).
-    ``inverter`` reuses a saved inverter; ``save_inverter`` writes the trained one.
+    [0, 1]; spans reaching :data:`MEMORISED_THRESHOLD` are flagged ``memorised``,
+    nothing is dropped). ``inverter`` reuses a saved inverter; ``save_inverter``
+    writes the trained one.
     """
+    o = options
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    save_to = save_inverter
-    if save_to is not None:
-        target = Path(save_to)
-        if not target.parent.exists():
-            raise InputError(f"{target.parent}: output folder does not exist")
+    if o.save_inverter is not None and not o.save_inverter.parent.exists():
+        raise InputError(f"{o.save_inverter.parent}: output folder does not exist")
     detector = make_detector(detector)
     timings["detector_load"] = round(time.perf_counter() - start, 3)
     t0 = time.perf_counter()
-    if inverter is not None:
-        model = load_inverter(inverter, loaded)
+    if o.inverter is not None:
+        model = load_inverter(o.inverter, loaded)
         trained = False
     else:
-        cfg = InverterConfig(
-            d_model=d_model,
-            layers=layers,
-            train_texts=train_texts,
-            heldout_texts=heldout_texts,
-            epochs=epochs,
-            lr=lr,
-            seed=seed,
-            max_len=max_new_tokens,
-        )
-        model = train_inverter(loaded, cfg, progress=progress)
+        model = train_inverter(loaded, InverterConfig.from_options(o, seed), progress=progress)
         trained = True
     timings["training" if trained else "loading_inverter"] = round(time.perf_counter() - t0, 3)
-    if save_to is not None and trained:
-        write_inverter(model, save_to)
+    if o.save_inverter is not None and trained:
+        write_inverter(model, o.save_inverter)
     t0 = time.perf_counter()
-    templates = builtin_templates()
-    fresh = decode_prompts(templates, num_samples, seed + 104_729) if builtin_prompts else []
+    fresh = decode_prompts(builtin_templates(), o.num_samples, seed + 104_729) if o.builtin_prompts else []
     all_prompts = [*fresh, *(p for p in (prompts or []) if p.strip())]
     if not all_prompts:
         raise InputError("no prompts to decode")
-    surrogates: list[str] = []
-    for chunk in batched(all_prompts, batch_size):
-        lps = target_logprobs(loaded, chunk, batch_size)
-        decoded = model.decode(lps, max_new_tokens)
-        surrogates.extend(loaded.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in decoded)
-        if progress is not None:
-            progress("decoding", len(surrogates), len(all_prompts))
+    surrogates = decode_surrogates(model, loaded, all_prompts, o, progress)
     timings["decoding"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     distinct = [t for t in dict.fromkeys(surrogates) if t]
-    prompt_of = {}
+    prompt_of: dict[str, str] = {}
     for p, t in zip(all_prompts, surrogates, strict=True):
         prompt_of.setdefault(t, p)
     found = detector.analyze(distinct) if distinct else []
@@ -484,14 +499,71 @@ def logit_inverter_strategy(
         for i, (text, spans) in enumerate(zip(distinct, found, strict=True))
         for s in spans
     ]
-    score_occurrences(loaded.model, loaded.tokenizer, occs, k=min_k, batch_size=batch_size)
-    values = {(v.value, v.entity_type): v for v in group_by_value(occs, calibration)}
+    score_occurrences(loaded.model, loaded.tokenizer, occs, k=o.min_k, batch_size=o.batch_size)
+    values = {(v.value, v.entity_type): v for v in group_by_value(occs, o.calibration)}
     timings["detect_and_score"] = round(time.perf_counter() - t0, 3)
+    records = surrogate_records(loaded, distinct, occs, values, prompt_of)
+    timings["total"] = round(time.perf_counter() - start, 3)
+    summary = summarize(
+        records,
+        Counter(v.entity_type for v in values.values()),
+        extra={
+            "strategy": NAME,
+            "prompts": len(all_prompts),
+            "distinct_surrogates": len(distinct),
+            "memorised_values": sum(v.memorization >= MEMORISED_THRESHOLD for v in values.values()),
+            "heldout_token_f1": model.config.heldout_token_f1,
+            "inverter_trained": trained,
+        },
+    )
+    settings = {
+        "strategy": NAME,
+        "seed": seed,
+        **o.model_dump(mode="json"),
+        "inverter_config": {k: v for k, v in asdict(model.config).items() if k != "history"},
+        "training_history": model.config.history,
+        "memorised_threshold": MEMORISED_THRESHOLD,
+        "detector": detector.settings() if hasattr(detector, "settings") else type(detector).__name__,
+    }
+    candidates = [
+        {"value": v.value, "entity_type": v.entity_type, "kept": True, **v.scores()} for v in values.values()
+    ]
+    return InversionResult(
+        records=records, summary=summary, settings=settings, timings=timings, candidates=candidates
+    )
+
+
+def decode_surrogates(
+    model: LogitInverter,
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    options: LogitInverterOptions,
+    progress: Progress | None = None,
+) -> list[str]:
+    """The inverter's reading of the target's next-token log-probabilities after each prompt."""
+    surrogates: list[str] = []
+    for chunk in batched(list(prompts), options.batch_size):
+        lps = target_logprobs(loaded, chunk, options.batch_size)
+        decoded = model.decode(lps, options.max_new_tokens)
+        surrogates.extend(loaded.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in decoded)
+        if progress is not None:
+            progress("decoding", len(surrogates), len(prompts))
+    return surrogates
+
+
+def surrogate_records(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    occs: Sequence[Occurrence],
+    values: dict[tuple[str, str], ValueScore],
+    prompt_of: dict[str, str],
+) -> list[Record]:
+    """One record per surrogate text with detected PII; every span scored, none dropped."""
     records: list[Record] = []
     by_text: dict[int, list[Occurrence]] = {}
     for occ in occs:
         by_text.setdefault(occ.sample, []).append(occ)
-    for i, text in enumerate(distinct):
+    for i, text in enumerate(texts):
         if i not in by_text:
             continue
         spans = []
@@ -504,7 +576,7 @@ def logit_inverter_strategy(
                     entity_type=occ.entity_type,
                     score=round(occ.detector_score, 4),
                     value=occ.value,
-                    memorised=vs.memorization >= threshold,
+                    memorised=vs.memorization >= MEMORISED_THRESHOLD,
                     **vs.scores(),
                 )
             )
@@ -514,44 +586,11 @@ def logit_inverter_strategy(
                 id=f"inv-{len(records):05d}",
                 text=text,
                 spans=spans,
-                memorization=round(
-                    sum(float(getattr(s, "memorization", 0.0)) for s in spans) / len(spans), 4
-                ),
+                memorization=mean_memorization(spans),
                 prompt=prompt_of[text],
-                strategy="logit-inverter",
+                strategy=NAME,
                 token_mask=mask,
                 num_tokens=len(ids),
             )
         )
-    timings["total"] = round(time.perf_counter() - start, 3)
-    summary = summarize(
-        records,
-        Counter(v.entity_type for v in values.values()),
-        extra={
-            "strategy": "logit-inverter",
-            "prompts": len(all_prompts),
-            "distinct_surrogates": len(distinct),
-            "memorised_values": sum(v.memorization >= threshold for v in values.values()),
-            "heldout_token_f1": model.config.heldout_token_f1,
-            "inverter_trained": trained,
-        },
-    )
-    settings = {
-        "strategy": "logit-inverter",
-        "seed": seed,
-        "num_samples": num_samples,
-        "max_new_tokens": max_new_tokens,
-        "batch_size": batch_size,
-        "inverter": inverter,
-        "save_inverter": save_to,
-        "inverter_config": {k: v for k, v in asdict(model.config).items() if k != "history"},
-        "training_history": model.config.history,
-        "threshold": threshold,
-        "detector": detector.settings() if hasattr(detector, "settings") else type(detector).__name__,
-    }
-    candidates = [
-        {"value": v.value, "entity_type": v.entity_type, "kept": True, **v.scores()} for v in values.values()
-    ]
-    return InversionResult(
-        records=records, summary=summary, settings=settings, timings=timings, candidates=candidates
-    )
+    return records

@@ -1,0 +1,154 @@
+"""The ``sample`` strategy's pool: every distinct text drawn so far, where it came from, what it holds.
+
+A text enters the pool once, with the samples behind it (a text sampled twice
+has two sources); a text refined by greedy continuation is the *child* of the
+texts it was cut from and inherits their sources. The pool also keeps the PII
+occurrences found in each text, and derives from them what the strategy needs
+next: the heads to refine and the prefixes worth harvesting as openers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from pii_unlearn.invert.scoring import Occurrence, memorization
+
+#: Harvested prefixes longer than this (characters) are not used as openers.
+MAX_HARVESTED_CHARS = 80
+
+
+class Pool:
+    """Every distinct text so far: where it came from, which samples gave it, what was found in it."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.prompt_of: list[str] = []
+        self.kind: list[str] = []
+        self.sources: list[set[int]] = []
+        self.child: dict[int, int] = {}
+        self.index: dict[str, int] = {}
+        self.occurrences: list[Occurrence] = []
+        self.by_text: dict[int, list[Occurrence]] = {}
+        self.sample_arm: list[str | None] = []
+        self.sample_text: list[int] = []
+
+    def add(self, prompt: str, text: str, sources: set[int], kind: str) -> tuple[int, bool]:
+        """Add a text with the samples behind it; return its index and whether it is new."""
+        i = self.index.get(text)
+        new = i is None
+        if i is None:
+            i = len(self.texts)
+            self.index[text] = i
+            self.texts.append(text)
+            self.prompt_of.append(prompt)
+            self.kind.append(kind)
+            self.sources.append(set())
+        self.sources[i] |= sources
+        if i in self.child:
+            self.sources[self.child[i]] |= sources
+        return i, new
+
+    def add_samples(self, samples: Sequence[tuple[str, str]]) -> list[int]:
+        """Add freshly sampled ``(prompt, text)`` pairs; return the indices of new texts."""
+        new: list[int] = []
+        for prompt, text in samples:
+            sid = len(self.sample_arm)
+            i, is_new = self.add(prompt, text, {sid}, "sample")
+            self.sample_arm.append(prompt)
+            self.sample_text.append(i)
+            if is_new:
+                new.append(i)
+        return new
+
+    def add_enumerated(self, prompt: str, texts: Sequence[str]) -> list[int]:
+        """Add greedy continuations of enumerated heads (one sample each); return new indices."""
+        new: list[int] = []
+        for text in texts:
+            sid = len(self.sample_arm)
+            i, is_new = self.add(prompt, text, {sid}, "enumerated")
+            self.sample_arm.append(None)
+            self.sample_text.append(i)
+            if is_new:
+                new.append(i)
+        return new
+
+    def add_refined(self, heads: dict[str, list[int]], texts: Sequence[str]) -> list[int]:
+        """Add the greedy continuation of each head as the child of the texts behind it; new indices."""
+        new: list[int] = []
+        for parents, text in zip(heads.values(), texts, strict=True):
+            sources = set().union(*(self.sources[p] for p in parents))
+            j, is_new = self.add(self.prompt_of[parents[0]], text, sources, "refined")
+            for p in parents:
+                self.child[p] = j
+            if is_new:
+                new.append(j)
+        return new
+
+    def extend(self, occs: Sequence[Occurrence]) -> None:
+        """Add scored occurrences of PII in the pool's texts."""
+        self.occurrences.extend(occs)
+        for occ in occs:
+            self.by_text.setdefault(occ.sample, []).append(occ)
+
+    def refresh_sources(self) -> None:
+        """Give every occurrence the current sources of its text (they grow as texts recur)."""
+        for occ in self.occurrences:
+            occ.sources = frozenset(self.sources[occ.sample])
+
+    def first(self, i: int) -> Occurrence | None:
+        """The first detected value of text ``i``."""
+        occs = self.by_text.get(i)
+        return min(occs, key=lambda o: o.start) if occs else None
+
+
+def detect_occurrences(detector: Any, pool: Pool, new: Sequence[int]) -> list[Occurrence]:
+    """Detected PII occurrences in the pool's texts ``new`` (not yet scored)."""
+    if not new:
+        return []
+    spans = detector.analyze([pool.texts[i] for i in new])
+    return [
+        Occurrence(
+            sample=i,
+            text=pool.texts[i],
+            start=s.start,
+            end=s.end,
+            entity_type=s.entity_type,
+            detector_score=float(s.score),
+        )
+        for i, found in zip(new, spans, strict=True)
+        for s in found
+    ]
+
+
+def heads_to_refine(
+    pool: Pool, new: Sequence[int], threshold: float, calibration: dict[str, float] | None
+) -> dict[str, list[int]]:
+    """Heads to continue greedily (text up to the end of its first value) and the texts behind each."""
+    heads: dict[str, list[int]] = {}
+    for i in new:
+        occ = pool.first(i)
+        if occ is None:
+            continue
+        conf = memorization({**occ.features(), "recurrence": len(pool.sources[i])}, calibration)
+        if conf >= threshold:
+            heads.setdefault(occ.text[: occ.end], []).append(i)
+    return heads
+
+
+def harvested_prefixes(pool: Pool, memorised: set[tuple[str, str]]) -> Counter[str]:
+    """The text before the first value of each text whose first value is memorised.
+
+    Counted by distinct values: these are the contexts where the model itself
+    starts writing about a person.
+    """
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for i in pool.by_text:
+        occ = pool.first(i)
+        if occ is None or (occ.value, occ.entity_type) not in memorised:
+            continue
+        prefix = occ.text[: occ.start].rstrip()
+        if prefix.strip() and len(prefix) <= MAX_HARVESTED_CHARS:
+            seen.setdefault(prefix, set()).add((occ.value, occ.entity_type))
+    return Counter({p: len(v) for p, v in seen.items()})
