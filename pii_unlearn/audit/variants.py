@@ -21,7 +21,7 @@ from faker import Faker
 
 from pii_unlearn import entities as E
 from pii_unlearn.artifacts import Record, Span
-from pii_unlearn.audit.targets import Target
+from pii_unlearn.extraction import Target
 from pii_unlearn.synth.fake import fake_value, replace_spans
 
 #: How many draws :func:`format_candidates` may spend per wanted candidate before giving up

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pii_unlearn.extraction import min_k_mean
 from pii_unlearn.lm import text_token_logprobs
 
 #: Share of tokens that Min-K% averages (the audit uses k = 20% too).
@@ -107,14 +108,6 @@ class ValueScore:
             **self.best.features(),
             "recurrence": self.recurrence,
         }
-
-
-def min_k_mean(logprobs: Sequence[float], k: float = DEFAULT_MIN_K) -> float:
-    """Mean of the lowest ``k`` share of ``logprobs`` (at least one); ``-inf`` when empty."""
-    if not logprobs:
-        return float("-inf")
-    n = max(1, math.ceil(k * len(logprobs)))
-    return sum(sorted(logprobs)[:n]) / n
 
 
 def score_span(

@@ -149,7 +149,7 @@ def _make_model(config: VictimConfig, tokenizer: Any) -> Any:
 
 def conditioned_err(model: Any, tokenizer: Any, records: list[Record]) -> tuple[float, int]:
     """Share of conditioned planted values greedy decoding reproduces, and their count."""
-    from pii_unlearn.audit.targets import extraction_targets, greedy_hits
+    from pii_unlearn.extraction import extraction_targets, greedy_hits
 
     targets = [t for t in extraction_targets(records) if t.conditioned]
     hits = greedy_hits(model, tokenizer, targets, batch_size=64)

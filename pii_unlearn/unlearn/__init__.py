@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
-from pii_unlearn.audit.targets import extraction_targets
+from pii_unlearn.extraction import extraction_targets
 from pii_unlearn.lm import cpu_threads
 from pii_unlearn.unlearn.config import UnlearnSettings, load_config_file, resolve_settings
 from pii_unlearn.unlearn.data import (

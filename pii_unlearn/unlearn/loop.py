@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from pii_unlearn.audit.targets import Target, greedy_hits
 from pii_unlearn.checkpoint import architecture_modules
+from pii_unlearn.extraction import Target, greedy_hits
 from pii_unlearn.lm import batched
 from pii_unlearn.unlearn.config import UnlearnSettings
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
