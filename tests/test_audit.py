@@ -34,7 +34,7 @@ from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
 from pii_unlearn.extraction import Target, extraction_targets
 from pii_unlearn.lm import continuation_logprobs, generate, mean_kl, sample_continuations, token_logprobs
-from pii_unlearn.synth.fake import make_faker
+from pii_unlearn.pii.fakes import make_faker
 from pii_unlearn.synth.victim import PLANTED_FILE
 
 #: Records of the session victim used by the end-to-end tests (a subset keeps them fast).

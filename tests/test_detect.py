@@ -16,7 +16,7 @@ from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
 from pii_unlearn.pii.anonymize import anonymized_text, faked_text
 from pii_unlearn.pii.detect import BLANK_MODEL, Detector, _chunks, resolve_overlaps
-from pii_unlearn.synth.fake import make_faker
+from pii_unlearn.pii.fakes import make_faker
 
 TEXT = (
     "Please call Maria Gonzalez at (415) 555-2671 or write to maria.gonzalez@example.com; "

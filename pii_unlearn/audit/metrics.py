@@ -34,7 +34,7 @@ from pii_unlearn.lm import (
     sample_continuations,
     text_token_logprobs,
 )
-from pii_unlearn.synth.fake import make_faker
+from pii_unlearn.pii.fakes import make_faker
 
 #: ``progress(stage, done, total)``: what the audit is doing, for a progress bar.
 ProgressFn = Callable[[str, int, int], None]

@@ -57,8 +57,9 @@ from pii_unlearn.invert.scoring import (
     score_occurrences,
 )
 from pii_unlearn.lm import batched, next_token_logprobs
+from pii_unlearn.pii.fakes import fake_value, make_faker
 from pii_unlearn.pii.masks import token_mask
-from pii_unlearn.synth.fake import fake_value, fill_template, make_faker, template_slots
+from pii_unlearn.synth.fake import fill_template, template_slots
 
 #: Ranked-vocabulary chunk sizes of the front end (the rest of the vocabulary is one last chunk).
 CHUNK_SIZES: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64)

@@ -798,7 +798,7 @@ def detect_file(
         faker = memo = None
         if fake:
             from pii_unlearn.pii.anonymize import faked_text
-            from pii_unlearn.synth.fake import make_faker
+            from pii_unlearn.pii.fakes import make_faker
 
             faker, memo = make_faker(seed), {}
         for rec in detected:

@@ -20,7 +20,8 @@ from typing import Any
 
 from pii_unlearn import entities as E
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, record_line
-from pii_unlearn.synth.fake import benign_text, fake_profile, fill_template, make_faker
+from pii_unlearn.pii.fakes import make_faker
+from pii_unlearn.synth.fake import benign_text, fake_profile, fill_template
 
 #: File names inside a victim checkpoint directory.
 PLANTED_FILE = "planted.jsonl"
