@@ -222,6 +222,16 @@ def test_unknown_entity_and_model() -> None:
 # --- masks and twins ----------------------------------------------------------------------------
 
 
+def test_overlapping_tokens_skip_empty_tokens_and_touching_ones() -> None:
+    from pii_unlearn.pii.masks import overlapping_tokens
+
+    offsets = [(0, 0), (0, 3), (3, 6), (6, 9)]  # BOS, then three tokens
+    assert overlapping_tokens(offsets, 3, 6) == [2]  # touching is not overlapping
+    assert overlapping_tokens(offsets, 2, 7) == [1, 2, 3]
+    assert overlapping_tokens(offsets, 0, 1) == [1]  # the empty BOS never counts
+    assert overlapping_tokens(offsets, 9, 12) == []
+
+
 def test_token_masks_with_a_real_tokenizer(detector: Detector, tokenizer_dir: Path) -> None:
     from pii_unlearn.checkpoint import load_tokenizer
     from pii_unlearn.pii.masks import token_mask

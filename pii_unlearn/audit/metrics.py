@@ -35,6 +35,7 @@ from pii_unlearn.lm import (
     text_token_logprobs,
 )
 from pii_unlearn.pii.fakes import make_faker
+from pii_unlearn.pii.masks import overlapping_tokens
 
 #: ``progress(stage, done, total)``: what the audit is doing, for a progress bar.
 ProgressFn = Callable[[str, int, int], None]
@@ -268,7 +269,7 @@ def _span_bounds(target: Target) -> tuple[int, int]:
 def _tokens_in(scored: tuple[list[float], list[tuple[int, int]]], start: int, end: int) -> list[float]:
     """Log-probabilities of the tokens that overlap ``[start, end)``."""
     lps, offsets = scored
-    return [lp for lp, (a, b) in zip(lps, offsets, strict=True) if a < end and start < b and b > a]
+    return [lps[i] for i in overlapping_tokens(offsets, start, end)]
 
 
 @measurement("mia", ("mia_member", "mia_twin"))

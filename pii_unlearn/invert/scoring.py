@@ -32,6 +32,7 @@ from typing import Any
 
 from pii_unlearn.extraction import min_k_mean
 from pii_unlearn.lm import text_token_logprobs
+from pii_unlearn.pii.masks import overlapping_tokens
 
 #: Share of tokens that Min-K% averages (the audit uses k = 20% too).
 DEFAULT_MIN_K = 0.2
@@ -117,7 +118,7 @@ def score_span(
 
     ``logprobs[i]`` is the log-probability of the token with offsets ``offsets[i]``.
     """
-    idx = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and start < e]
+    idx = overlapping_tokens(offsets, start, end)
     if not idx:
         inf = float("-inf")
         return {"mean_logprob": inf, "min_k_logprob": inf, "context_min_k": inf, "tail_min_k": inf}
