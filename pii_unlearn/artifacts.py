@@ -210,6 +210,21 @@ def ensure_writable_target(path: str | Path, *, inputs: Iterable[str | Path] = (
     return path
 
 
+def check_output_folder(path: str | Path, *, marker: str, kind: str) -> Path:
+    """Check an output folder before any work: new, empty, or an earlier ``kind`` (it holds ``marker``).
+
+    Its parent must exist. The one check behind checkpoint, audit report and inverter folders.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not (out / marker).exists():
+        raise InputError(f"{out}: exists, is not empty and is not {kind}; choose a new folder")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: output folder does not exist")
+    return out
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | Path, mode: int = PII_FILE_MODE) -> Iterator[Any]:
     """Open a temp file next to ``path`` for text writing; rename it over ``path`` on success.

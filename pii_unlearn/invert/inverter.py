@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pii_unlearn.artifacts import Record, Span
+from pii_unlearn.artifacts import Record, Span, check_output_folder
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
 from pii_unlearn.invert.base import InversionResult, Progress, make_detector, register_strategy, summarize
@@ -334,11 +334,7 @@ def write_inverter(inverter: LogitInverter, path: str | Path) -> Path:
     """Write the inverter to a folder (atomically: temp folder, then rename)."""
     from safetensors.torch import save_file
 
-    out = Path(path)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / INVERTER_CONFIG).exists())):
-        raise InputError(f"{out}: exists and is not an inverter folder; choose a new folder")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: output folder does not exist")
+    out = check_output_folder(path, marker=INVERTER_CONFIG, kind="an inverter folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         inverter.t5.save_pretrained(tmp / INVERTER_T5, safe_serialization=True)
