@@ -26,9 +26,8 @@ from pathlib import Path
 from faker import Faker
 
 from pii_unlearn import entities as E
-from pii_unlearn.artifacts import Span
+from pii_unlearn.artifacts import Span, overlaps
 from pii_unlearn.pii.detect import BLANK_MODEL, DEFAULT_NLP_MODEL, Detector
-from pii_unlearn.pii.masks import overlaps
 
 SEED = 7
 N_TEXTS = 800

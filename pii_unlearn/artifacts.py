@@ -56,6 +56,11 @@ class Span(BaseModel):
         return self
 
 
+def overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
+    """Whether half-open intervals ``[a_start, a_end)`` and ``[b_start, b_end)`` share a character."""
+    return a_start < b_end and b_start < a_end
+
+
 class Record(BaseModel):
     """One JSONL line: an id, a text, its PII spans, and any other fields kept as they are."""
 

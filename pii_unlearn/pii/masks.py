@@ -12,12 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pii_unlearn.artifacts import overlaps
 from pii_unlearn.lm import encode
-
-
-def overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
-    """Whether half-open intervals ``[a_start, a_end)`` and ``[b_start, b_end)`` share a character."""
-    return a_start < b_end and b_start < a_end
 
 
 def overlapping_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int) -> list[int]:
