@@ -15,7 +15,8 @@ from pii_unlearn.artifacts import Record, Span, read_manifest, read_records
 from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
 from pii_unlearn.pii.anonymize import anonymized_text, faked_text
-from pii_unlearn.pii.detect import BLANK_MODEL, Detector, _chunks, resolve_overlaps
+from pii_unlearn.pii.detect import BLANK_MODEL, Detector, resolve_overlaps
+from pii_unlearn.pii.detect.detector import chunk_windows
 from pii_unlearn.pii.fakes import make_faker
 
 TEXT = (
@@ -164,7 +165,7 @@ def test_long_texts_are_chunked_with_offsets_mapped_back(
     text = " ".join(sentences)
     whole = detector.analyze([text])[0]
     monkeypatch.setattr(detector, "max_chars", 300)
-    assert len(_chunks(text, 300, 1000)) > 5
+    assert len(chunk_windows(text, 300, 1000)) > 5
     chunked = detector.analyze([text])[0]
     assert [(s.start, s.end, s.entity_type) for s in chunked] == [
         (s.start, s.end, s.entity_type) for s in whole
@@ -174,7 +175,7 @@ def test_long_texts_are_chunked_with_offsets_mapped_back(
 
 def test_chunk_windows_overlap_and_ownership_partitions() -> None:
     text = "word " * 400
-    windows = _chunks(text, 300, 100)
+    windows = chunk_windows(text, 300, 100)
     assert windows[0][2] == 0 and windows[-1][3] == len(text)
     for s, e, own_s, own_e in windows:
         assert e - s <= 300 and s <= own_s < own_e <= e
