@@ -13,7 +13,3 @@ EXIT_USAGE = 2
 
 class InputError(Exception):
     """A problem with the user's input: message is shown as one line, exit code 2."""
-
-
-class NotBuiltError(InputError):
-    """A subcommand whose implementation has not landed yet."""

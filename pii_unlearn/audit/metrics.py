@@ -1,4 +1,4 @@
-"""The leakage measurements of an audit, one registered function each (see ``shared/docs/metrics.md``).
+"""The leakage measurements of an audit, one registered function each (figures: ``SCHEMA.md``).
 
 Each measurement runs one model over the audit's targets and returns per-target
 *columns* (one value per target, ``None`` where it does not apply) plus a few

@@ -1,6 +1,6 @@
 """The ``logit-inverter`` strategy: learn to read text back from a model's next-token log-probabilities.
 
-DFSU's stage 1 as ``shared/docs/methods.md`` describes it, small enough for a CPU:
+DFSU's stage 1 (data-free: the forget set is read out of the model itself), small enough for a CPU:
 
 * Front end: the target model's log-probability vector at the last position of a
   text becomes a short sequence of soft embeddings. The vocabulary is ranked by
