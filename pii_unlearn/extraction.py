@@ -21,6 +21,9 @@ from typing import Any
 from pii_unlearn.artifacts import Record
 from pii_unlearn.lm import generate
 
+#: Share of tokens that Min-K% averages by default (``invert``'s scores and the audit's MIA).
+DEFAULT_MIN_K = 0.2
+
 
 @dataclass(frozen=True)
 class Target:

@@ -30,12 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pii_unlearn.extraction import min_k_mean
+from pii_unlearn.extraction import DEFAULT_MIN_K, min_k_mean
 from pii_unlearn.lm import text_token_logprobs
 from pii_unlearn.pii.masks import overlapping_tokens
 
-#: Share of tokens that Min-K% averages (the audit uses k = 20% too).
-DEFAULT_MIN_K = 0.2
 #: A value is kept ("memorised") when its memorisation confidence reaches this.
 DEFAULT_KEEP_THRESHOLD = 0.5
 #: Recurrence counts above this add no more confidence.
