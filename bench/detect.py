@@ -26,7 +26,7 @@ from pathlib import Path
 from faker import Faker
 
 from pii_unlearn import entities as E
-from pii_unlearn.artifacts import Span
+from pii_unlearn.artifacts import Span, overlaps
 from pii_unlearn.pii.detect import BLANK_MODEL, DEFAULT_NLP_MODEL, Detector
 
 SEED = 7
@@ -244,7 +244,7 @@ def score(
                 if j in used or g.entity_type != p.entity_type:
                     continue
                 same = (g.start, g.end) == (p.start, p.end)
-                if same if exact else (p.start < g.end and g.start < p.end):
+                if same if exact else overlaps(p.start, p.end, g.start, g.end):
                     hit = j
                     break
             if hit is None:

@@ -59,6 +59,11 @@ class Span(BaseModel):
         return self
 
 
+def overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
+    """Whether half-open intervals ``[a_start, a_end)`` and ``[b_start, b_end)`` share a character."""
+    return a_start < b_end and b_start < a_end
+
+
 class Record(BaseModel):
     """One JSONL line: an id, a text, its PII spans, and any other fields kept as they are."""
 
@@ -257,6 +262,21 @@ def ensure_writable_target(path: str | Path, *, inputs: Iterable[str | Path] = (
         if Path(inp).exists() and path.exists() and path.resolve() == Path(inp).resolve():
             raise InputError(f"{path}: output would overwrite its input")
     return path
+
+
+def check_output_folder(path: str | Path, *, marker: str, kind: str) -> Path:
+    """Check an output folder before any work: new, empty, or an earlier ``kind`` (it holds ``marker``).
+
+    Its parent must exist. The one check behind checkpoint, audit report and inverter folders.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not (out / marker).exists():
+        raise InputError(f"{out}: exists, is not empty and is not {kind}; choose a new folder")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: output folder does not exist")
+    return out
 
 
 @contextlib.contextmanager

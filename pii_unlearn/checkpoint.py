@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pii_unlearn.artifacts import atomic_directory
+from pii_unlearn.artifacts import atomic_directory, check_output_folder
 from pii_unlearn.errors import InputError
 
 #: Weight files that only load with pickle (refused unless ``allow_pickle``).
@@ -245,13 +245,7 @@ def check_output_dir(output: str | Path, source: str | Path | None = None) -> Pa
         src_dir = src.parent if src.is_file() else src
         if _same_place(out, src_dir) or _same_place(out, src):
             raise InputError(f"{out}: refusing to write into the input checkpoint's directory")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():
-        raise InputError(f"{out}: exists, is not empty and is not a checkpoint; choose a new folder")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: output folder does not exist")
-    return out
+    return check_output_folder(out, marker="config.json", kind="a checkpoint")
 
 
 def save_model(

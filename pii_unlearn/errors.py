@@ -26,7 +26,3 @@ EXIT_INTERRUPTED = 130
 
 class InputError(Exception):
     """A problem with the user's input: message is shown as one line, exit code 2."""
-
-
-class NotBuiltError(InputError):
-    """A subcommand whose implementation has not landed yet."""

@@ -12,6 +12,7 @@ from pii_unlearn.artifacts import (
     Manifest,
     Record,
     atomic_writer,
+    check_output_folder,
     manifest_path,
     read_manifest,
     read_records,
@@ -99,6 +100,23 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         read_records(tmp_path / "nope.jsonl")
     with pytest.raises(InputError, match="is a directory"):
         read_records(tmp_path)
+
+
+def test_output_folder_check(tmp_path: Path) -> None:
+    assert check_output_folder(tmp_path / "new", marker="done.json", kind="a report") == tmp_path / "new"
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "done.json").write_text("{}")
+    check_output_folder(earlier, marker="done.json", kind="a report")  # an earlier output: replaced
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="is not empty and is not a report"):
+        check_output_folder(tmp_path / "other", marker="done.json", kind="a report")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="exists and is not a directory"):
+        check_output_folder(tmp_path / "file", marker="done.json", kind="a report")
+    with pytest.raises(InputError, match="output folder does not exist"):
+        check_output_folder(tmp_path / "no" / "out", marker="done.json", kind="a report")
 
 
 def test_atomic_write_leaves_original_on_failure(tmp_path: Path) -> None:

@@ -25,17 +25,16 @@ from pii_unlearn.audit.metrics import (
     ModelRun,
     exposure_bits,
     fuzzy_score,
-    min_k_score,
 )
 from pii_unlearn.audit.report import auc_of, breakdown, mean_of
 from pii_unlearn.audit.runner import run_audit
 from pii_unlearn.audit.settings import AuditSettings
-from pii_unlearn.audit.targets import Target, extraction_targets
 from pii_unlearn.audit.variants import fake_twin, format_candidates, paraphrase_probes, random_same_format
 from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
+from pii_unlearn.extraction import Target, extraction_targets
 from pii_unlearn.lm import continuation_logprobs, generate, mean_kl, sample_continuations, token_logprobs
-from pii_unlearn.synth.fake import make_faker
+from pii_unlearn.pii.fakes import make_faker
 from pii_unlearn.synth.victim import PLANTED_FILE
 
 #: Records of the session victim used by the end-to-end tests (a subset keeps them fast).
@@ -133,11 +132,7 @@ def test_fuzzy_score_cuts_to_the_target() -> None:
     assert fuzzy_score("", " 555") == 0.0
 
 
-def test_min_k_and_auc() -> None:
-    lps = [-1.0, -2.0, -3.0, -4.0, -5.0]
-    assert min_k_score(lps, 0.2) == -5.0
-    assert min_k_score(lps, 0.4) == -4.5
-    assert min_k_score([], 0.2) is None
+def test_auc() -> None:
     assert auc_of([3.0, 4.0], [1.0, 2.0]) == 1.0
     assert auc_of([1.0, 2.0], [3.0, 4.0]) == 0.0
     assert auc_of([1.0, 1.0], [1.0, 1.0]) == 0.5

@@ -15,8 +15,9 @@ from pii_unlearn.artifacts import Record, Span, read_manifest, read_records
 from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
 from pii_unlearn.pii.anonymize import anonymized_text, faked_text
-from pii_unlearn.pii.detect import BLANK_MODEL, Detector, _chunks, resolve_overlaps
-from pii_unlearn.synth.fake import make_faker
+from pii_unlearn.pii.detect import BLANK_MODEL, Detector, resolve_overlaps
+from pii_unlearn.pii.detect.detector import chunk_windows
+from pii_unlearn.pii.fakes import make_faker
 
 TEXT = (
     "Please call Maria Gonzalez at (415) 555-2671 or write to maria.gonzalez@example.com; "
@@ -164,7 +165,7 @@ def test_long_texts_are_chunked_with_offsets_mapped_back(
     text = " ".join(sentences)
     whole = detector.analyze([text])[0]
     monkeypatch.setattr(detector, "max_chars", 300)
-    assert len(_chunks(text, 300, 1000)) > 5
+    assert len(chunk_windows(text, 300, 1000)) > 5
     chunked = detector.analyze([text])[0]
     assert [(s.start, s.end, s.entity_type) for s in chunked] == [
         (s.start, s.end, s.entity_type) for s in whole
@@ -174,7 +175,7 @@ def test_long_texts_are_chunked_with_offsets_mapped_back(
 
 def test_chunk_windows_overlap_and_ownership_partitions() -> None:
     text = "word " * 400
-    windows = _chunks(text, 300, 100)
+    windows = chunk_windows(text, 300, 100)
     assert windows[0][2] == 0 and windows[-1][3] == len(text)
     for s, e, own_s, own_e in windows:
         assert e - s <= 300 and s <= own_s < own_e <= e
@@ -220,6 +221,16 @@ def test_unknown_entity_and_model() -> None:
 
 
 # --- masks and twins ----------------------------------------------------------------------------
+
+
+def test_overlapping_tokens_skip_empty_tokens_and_touching_ones() -> None:
+    from pii_unlearn.pii.masks import overlapping_tokens
+
+    offsets = [(0, 0), (0, 3), (3, 6), (6, 9)]  # BOS, then three tokens
+    assert overlapping_tokens(offsets, 3, 6) == [2]  # touching is not overlapping
+    assert overlapping_tokens(offsets, 2, 7) == [1, 2, 3]
+    assert overlapping_tokens(offsets, 0, 1) == [1]  # the empty BOS never counts
+    assert overlapping_tokens(offsets, 9, 12) == []
 
 
 def test_token_masks_with_a_real_tokenizer(detector: Detector, tokenizer_dir: Path) -> None:

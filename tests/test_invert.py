@@ -34,7 +34,6 @@ from pii_unlearn.invert.scoring import (
     Occurrence,
     group_by_value,
     memorization,
-    min_k_mean,
     score_occurrences,
     score_span,
     select_samples,
@@ -60,13 +59,6 @@ def sampled(victim: Any, detector: Detector) -> Any:
 
 
 # --- scoring on hand-made cases -------------------------------------------------------------
-
-
-def test_min_k_mean_takes_the_lowest_share() -> None:
-    assert min_k_mean([-1.0, -2.0, -3.0, -4.0, -5.0], 0.2) == -5.0
-    assert min_k_mean([-1.0, -2.0, -3.0, -4.0, -5.0], 0.4) == -4.5
-    assert min_k_mean([-0.5], 0.2) == -0.5
-    assert min_k_mean([], 0.2) == float("-inf")
 
 
 def test_score_span_uses_overlapping_tokens() -> None:

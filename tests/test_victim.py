@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 
 from pii_unlearn.artifacts import read_records
 from pii_unlearn.cli import app
-from pii_unlearn.synth.fake import fake_value, fill_template, make_faker, replace_spans
+from pii_unlearn.pii.anonymize import replace_spans
+from pii_unlearn.pii.fakes import fake_value, make_faker
+from pii_unlearn.synth.fake import fill_template
 from pii_unlearn.synth.victim import (
     HELDOUT_FILE,
     PLANTED_FILE,

@@ -12,7 +12,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from pii_unlearn.audit.targets import Target
+from pii_unlearn.extraction import Target
 
 #: Colours of the two sides in every chart.
 SIDE_COLOURS = {"baseline": "#9aa5b1", "model": "#c2410c"}

@@ -1,4 +1,4 @@
-"""The leakage measurements of an audit, one registered function each (see ``shared/docs/metrics.md``).
+"""The leakage measurements of an audit, one registered function each (figures: ``SCHEMA.md``).
 
 Each measurement runs one model over the audit's targets and returns per-target
 *columns* (one value per target, ``None`` where it does not apply) plus a few
@@ -25,16 +25,17 @@ from rapidfuzz.distance import Levenshtein
 
 from pii_unlearn.artifacts import Record
 from pii_unlearn.audit.settings import AuditSettings
-from pii_unlearn.audit.targets import Target, extraction_targets, greedy_hits
 from pii_unlearn.audit.variants import Probe, fake_twin, format_candidates, paraphrase_probes
 from pii_unlearn.checkpoint import LoadedModel
+from pii_unlearn.extraction import Target, extraction_targets, greedy_hits, min_k_mean
 from pii_unlearn.lm import (
     continuation_logprobs,
     generate_bucketed,
     sample_continuations,
     text_token_logprobs,
 )
-from pii_unlearn.synth.fake import make_faker
+from pii_unlearn.pii.fakes import make_faker
+from pii_unlearn.pii.masks import overlapping_tokens
 
 #: ``progress(stage, done, total)``: what the audit is doing, for a progress bar.
 ProgressFn = Callable[[str, int, int], None]
@@ -154,7 +155,7 @@ def fuzzy_score(continuation: str, target: str) -> float:
 def measure_greedy(run: ModelRun) -> Measured:
     """ERR (greedy continuation starts with the target) and FRS, from one greedy pass.
 
-    Targets go to :func:`~pii_unlearn.audit.targets.greedy_hits` in batches of
+    Targets go to :func:`~pii_unlearn.extraction.greedy_hits` in batches of
     similar token length, so each batch decodes only as far as it needs.
     """
     targets = run.inputs.targets
@@ -259,14 +260,6 @@ def measure_exposure(run: ModelRun) -> Measured:
 # --- membership inference: Min-K% probability ------------------------------------------------------
 
 
-def min_k_score(logprobs: Sequence[float], k: float) -> float | None:
-    """Mean of the lowest ``k`` share of token log-probabilities (at least one token)."""
-    if not logprobs:
-        return None
-    n = max(1, math.ceil(k * len(logprobs)))
-    return sum(sorted(logprobs)[:n]) / n
-
-
 def _span_bounds(target: Target) -> tuple[int, int]:
     """The character span of a target's value in its record's text."""
     end = len(target.prefix) + len(target.target)
@@ -276,7 +269,7 @@ def _span_bounds(target: Target) -> tuple[int, int]:
 def _tokens_in(scored: tuple[list[float], list[tuple[int, int]]], start: int, end: int) -> list[float]:
     """Log-probabilities of the tokens that overlap ``[start, end)``."""
     lps, offsets = scored
-    return [lp for lp, (a, b) in zip(lps, offsets, strict=True) if a < end and start < b and b > a]
+    return [lps[i] for i in overlapping_tokens(offsets, start, end)]
 
 
 @measurement("mia", ("mia_member", "mia_twin"))
@@ -304,16 +297,16 @@ def measure_mia(run: ModelRun) -> Measured:
     for t in inputs.targets:
         i = by_id[t.record_id]
         start, end = _span_bounds(t)
-        member_col.append(min_k_score(_tokens_in(scored[i], start, end), k))
+        member_col.append(min_k_mean(_tokens_in(scored[i], start, end), k))
         twin_span = next((s for s in twins[i].spans if getattr(s, "original_start", None) == start), None)
         twin_col.append(
-            min_k_score(_tokens_in(scored[n + i], twin_span.start, twin_span.end), k) if twin_span else None
+            min_k_mean(_tokens_in(scored[n + i], twin_span.start, twin_span.end), k) if twin_span else None
         )
     return Measured(
         {"mia_member": member_col, "mia_twin": twin_col},
         {
-            "record_member_scores": [min_k_score(s[0], k) for s in scored[:n]],
-            "record_twin_scores": [min_k_score(s[0], k) for s in scored[n:]],
+            "record_member_scores": [min_k_mean(s[0], k) for s in scored[:n]],
+            "record_twin_scores": [min_k_mean(s[0], k) for s in scored[n:]],
         },
     )
 

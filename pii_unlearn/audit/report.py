@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pii_unlearn.audit.metrics import AuditInputs, Column, Measured
-from pii_unlearn.audit.targets import Target
+from pii_unlearn.extraction import Target
 
 #: Version of the report.json layout.
 SCHEMA_VERSION = 1

@@ -25,6 +25,7 @@ from pii_unlearn.artifacts import (
     Record,
     Timer,
     atomic_directory,
+    check_output_folder,
     read_records,
     write_json,
 )
@@ -124,13 +125,7 @@ def _load_records(records: str | Path | Sequence[Record]) -> tuple[list[Record],
 
 def check_report_dir(output: str | Path, *inputs: str | Path | LoadedModel | None) -> Path:
     """Validate the report folder before any work: a new or empty folder, or an earlier report."""
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not (out / REPORT_JSON).exists():
-        raise InputError(f"{out}: exists, is not empty and is not an audit report; choose a new folder")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: output folder does not exist")
+    out = check_output_folder(output, marker=REPORT_JSON, kind="an audit report")
     target = out.resolve()
     for inp in inputs:
         src = inp.source if isinstance(inp, LoadedModel) else inp

@@ -2,13 +2,16 @@
 
 A constant that a report states (sample counts, candidate counts, Min-K%'s k)
 lives here and nowhere else, so ``report.json``'s ``settings`` block is this
-dataclass as it ran.
+dataclass as it ran. Min-K%'s default k is shared with ``invert``
+(:data:`pii_unlearn.extraction.DEFAULT_MIN_K`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from pii_unlearn.extraction import DEFAULT_MIN_K
 
 #: Offsets added to the audit seed for each random draw, so the draws are independent.
 #: Twins use a large offset because the demo victim's Faker seeds are small numbers:
@@ -33,7 +36,7 @@ class AuditSettings:
     #: C, same-format candidates each true value is ranked against for exposure.
     candidates: int = 31
     #: k of Min-K% probability, as a fraction of the scored tokens.
-    min_k: float = 0.2
+    min_k: float = DEFAULT_MIN_K
     #: Paraphrase prompts per audited value (at most the templates there are, two).
     probes_per_target: int = 2
     #: Sampled answers per paraphrase prompt.

@@ -21,8 +21,9 @@ from faker import Faker
 
 from pii_unlearn import entities as E
 from pii_unlearn.artifacts import Record, Span
-from pii_unlearn.audit.targets import Target
-from pii_unlearn.synth.fake import fake_value, replace_spans
+from pii_unlearn.extraction import Target
+from pii_unlearn.pii.anonymize import replace_spans
+from pii_unlearn.pii.fakes import fake_value
 
 #: How many draws :func:`format_candidates` may spend per wanted candidate before giving up
 #: (a short value has few distinct variants: "7" has nine).
@@ -68,7 +69,7 @@ def fake_twin(record: Record, fake: Faker, avoid: set[str] | None = None) -> Rec
 
     A fresh value never equals the original nor any value in ``avoid`` (the
     audited values), so the twin is a true non-member. Overlapping spans keep
-    only the first, as :func:`~pii_unlearn.synth.fake.replace_spans` does.
+    only the first, as :func:`~pii_unlearn.pii.anonymize.replace_spans` does.
     """
     avoid = avoid or set()
     swapped: list[tuple[int, int, str, str]] = []

@@ -6,7 +6,7 @@ calls the library and prints; importing this package registers them all.
 
 from __future__ import annotations
 
-from pii_unlearn.cli import audit, demo, detect, invert, pending, risk, unlearn, victim  # noqa: F401  (registers subcommands)
+from pii_unlearn.cli import audit, demo, detect, invert, risk, unlearn, victim  # noqa: F401  (registers subcommands)
 from pii_unlearn.cli.app import app, run
 
 

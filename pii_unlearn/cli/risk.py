@@ -144,7 +144,7 @@ def print_policy(policy: Policy) -> None:
 
 
 def _masked_text(report_record: tuple[Record, RecordRisk], show_pii: bool) -> Text:
-    from pii_unlearn.synth.fake import replace_spans
+    from pii_unlearn.pii.anonymize import replace_spans
 
     record, risk = report_record
     if show_pii:

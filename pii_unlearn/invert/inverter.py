@@ -1,6 +1,6 @@
 """The ``logit-inverter`` strategy: learn to read text back from a model's next-token log-probabilities.
 
-DFSU's stage 1 as ``shared/docs/methods.md`` describes it, small enough for a CPU:
+DFSU's stage 1 (data-free: the forget set is read out of the model itself), small enough for a CPU:
 
 * Front end: the target model's log-probability vector at the last position of a
   text becomes a short sequence of soft embeddings. The vocabulary is ranked by
@@ -46,7 +46,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from pii_unlearn.artifacts import Record, Span
+from pii_unlearn.artifacts import Record, Span, check_output_folder
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
 from pii_unlearn.invert.base import (
@@ -66,8 +66,9 @@ from pii_unlearn.invert.scoring import (
     score_occurrences,
 )
 from pii_unlearn.lm import batched, next_token_logprobs
+from pii_unlearn.pii.fakes import fake_value, make_faker
 from pii_unlearn.pii.masks import token_mask
-from pii_unlearn.synth.fake import fake_value, fill_template, make_faker, template_slots
+from pii_unlearn.synth.fake import fill_template, template_slots
 
 #: Ranked-vocabulary chunk sizes of the front end (the rest of the vocabulary is one last chunk).
 CHUNK_SIZES: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64)
@@ -376,11 +377,7 @@ def write_inverter(inverter: LogitInverter, path: str | Path) -> Path:
     """Write the inverter to a folder (atomically: temp folder, then rename)."""
     from safetensors.torch import save_file
 
-    out = Path(path)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / INVERTER_CONFIG).exists())):
-        raise InputError(f"{out}: exists and is not an inverter folder; choose a new folder")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: output folder does not exist")
+    out = check_output_folder(path, marker=INVERTER_CONFIG, kind="an inverter folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         inverter.t5.save_pretrained(tmp / INVERTER_T5, safe_serialization=True)

@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pii_unlearn.extraction import DEFAULT_MIN_K, min_k_mean
 from pii_unlearn.lm import text_token_logprobs
+from pii_unlearn.pii.masks import overlapping_tokens
 
-#: Share of tokens that Min-K% averages (the audit uses k = 20% too).
-DEFAULT_MIN_K = 0.2
 #: A value is kept ("memorised") when its memorisation confidence reaches this.
 DEFAULT_KEEP_THRESHOLD = 0.5
 #: Recurrence counts above this add no more confidence.
@@ -109,14 +109,6 @@ class ValueScore:
         }
 
 
-def min_k_mean(logprobs: Sequence[float], k: float = DEFAULT_MIN_K) -> float:
-    """Mean of the lowest ``k`` share of ``logprobs`` (at least one); ``-inf`` when empty."""
-    if not logprobs:
-        return float("-inf")
-    n = max(1, math.ceil(k * len(logprobs)))
-    return sum(sorted(logprobs)[:n]) / n
-
-
 def score_span(
     logprobs: Sequence[float], offsets: Sequence[tuple[int, int]], start: int, end: int, k: float
 ) -> dict[str, float]:
@@ -124,7 +116,7 @@ def score_span(
 
     ``logprobs[i]`` is the log-probability of the token with offsets ``offsets[i]``.
     """
-    idx = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and start < e]
+    idx = overlapping_tokens(offsets, start, end)
     if not idx:
         inf = float("-inf")
         return {"mean_logprob": inf, "min_k_logprob": inf, "context_min_k": inf, "tail_min_k": inf}

@@ -1,23 +1,42 @@
 """Anonymised and faked twins of a text: each PII span replaced by its type, or by a fake value.
 
-``anonymized_text`` writes ``<ENTITY_TYPE>`` in place of each span (what NSPU sees);
-``faked_text`` writes a Faker value of the same type (DPO pairs, membership twins).
+:func:`replace_spans` is the one span substitution every step uses.
+``anonymized_text`` writes ``<ENTITY_TYPE>`` in place of each span (``detect --anonymize``);
+``faked_text`` writes a Faker value of the same type (``detect --fake``, DPO pairs).
 A :class:`Faker` seeded once makes the fakes deterministic per seed; passing the
 same ``memo`` across texts maps one original value to one fake everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from faker import Faker
 
-from pii_unlearn.synth.fake import fake_value, replace_spans
+from pii_unlearn.pii.fakes import fake_value
 
 
 def _field(span: Any, key: str) -> Any:
-    return span[key] if isinstance(span, dict) else getattr(span, key)
+    return span[key] if isinstance(span, Mapping) else getattr(span, key)
+
+
+def replace_spans(text: str, spans: Sequence[Any], replacement: Callable[[Any], str]) -> str:
+    """``text`` with each span (objects or dicts with start/end) replaced by ``replacement(span)``.
+
+    Spans are taken in order of start; a span overlapping an earlier one is left out.
+    """
+    out: list[str] = []
+    pos = 0
+    for span in sorted(spans, key=lambda s: _field(s, "start")):
+        start, end = _field(span, "start"), _field(span, "end")
+        if start < pos:
+            continue  # overlapping spans: the first one wins
+        out.append(text[pos:start])
+        out.append(replacement(span))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def placeholder(entity_type: str) -> str:
@@ -27,7 +46,7 @@ def placeholder(entity_type: str) -> str:
 
 def anonymized_text(text: str, spans: Sequence[Any]) -> str:
     """``text`` with each span replaced by ``<ENTITY_TYPE>`` (overlaps: the earlier span wins)."""
-    return replace_spans(text, list(spans), lambda s: placeholder(_field(s, "entity_type")))
+    return replace_spans(text, spans, lambda s: placeholder(_field(s, "entity_type")))
 
 
 def faked_text(
@@ -56,4 +75,4 @@ def faked_text(
             cache[key] = value
         return cache[key]
 
-    return replace_spans(text, list(spans), replacement)
+    return replace_spans(text, spans, replacement)

@@ -1,9 +1,10 @@
 """Token-level PII masks: which tokens of a text belong to a PII span.
 
 A token is PII when its character offsets (the fast tokenizer's
-``offset_mapping``) overlap a span. Texts are encoded as the model saw its
-training documents (BOS first, see :func:`pii_unlearn.lm.encode`); the BOS
-position is never PII.
+``offset_mapping``) overlap a span; :func:`overlapping_tokens` is the one
+token/span overlap rule (masks, invert's value scores, the audit's Min-K%).
+Texts are encoded as the model saw its training documents (BOS first, see
+:func:`pii_unlearn.lm.encode`); the BOS position is never PII.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pii_unlearn.artifacts import overlaps
 from pii_unlearn.lm import encode
 
 
-def overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
-    """Whether half-open intervals ``[a_start, a_end)`` and ``[b_start, b_end)`` share a character."""
-    return a_start < b_end and b_start < a_end
+def overlapping_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int) -> list[int]:
+    """Indices of the tokens whose offsets overlap ``[start, end)``; empty tokens (BOS) never do."""
+    return [i for i, (a, b) in enumerate(offsets) if b > a and overlaps(a, b, start, end)]
 
 
 def token_mask(tokenizer: Any, text: str, spans: Sequence[Any]) -> tuple[list[int], list[int]]:
@@ -25,9 +27,10 @@ def token_mask(tokenizer: Any, text: str, spans: Sequence[Any]) -> tuple[list[in
     Spans are objects or dicts with ``start`` and ``end``.
     """
     enc = encode(tokenizer, text, with_offsets=True)
-    bounds = [(s["start"], s["end"]) if isinstance(s, dict) else (s.start, s.end) for s in spans]
-    mask = [
-        int(end > start and any(overlaps(start, end, s, e) for s, e in bounds))
-        for start, end in enc["offset_mapping"]
-    ]
+    offsets = enc["offset_mapping"]
+    mask = [0] * len(offsets)
+    for span in spans:
+        start, end = (span["start"], span["end"]) if isinstance(span, dict) else (span.start, span.end)
+        for i in overlapping_tokens(offsets, start, end):
+            mask[i] = 1
     return enc["input_ids"], mask

@@ -1,14 +1,12 @@
-"""Fake PII values and template texts, made with Faker, with their spans known by construction.
+"""Demo text made with Faker: fake people, template texts with their spans known by construction.
 
-One place generates a fake value per entity type (:func:`fake_value`); the demo
-victim, detection's ``--fake`` twins, the audit's non-member twins and NSPU's
-aligner pairs all use it. :func:`fill_template` renders a template such as
-``"{PERSON} can be reached at {PHONE_NUMBER}."`` into a text plus exact spans.
+:func:`fill_template` renders a template such as ``"{PERSON} can be reached at
+{PHONE_NUMBER}."`` into a text plus exact spans; :func:`benign_text` writes
+PII-free filler. Single fake values come from :mod:`pii_unlearn.pii.fakes`.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,54 +14,9 @@ from typing import Any
 from faker import Faker
 
 from pii_unlearn import entities as E
+from pii_unlearn.pii.fakes import fake_value
 
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
-
-
-def make_faker(seed: int, locale: str = "en_US") -> Faker:
-    """A Faker instance seeded for this use alone (never the global seed)."""
-    fake = Faker(locale)
-    fake.seed_instance(seed)
-    return fake
-
-
-def _phone(fake: Faker) -> str:
-    fmt = fake.random_element(["(%##) ###-####", "%##-###-####", "%##.###.####"])
-    return fake.numerify(fmt)
-
-
-def _card(fake: Faker) -> str:
-    return fake.credit_card_number(card_type=fake.random_element(["visa16", "mastercard"]))
-
-
-def _dob(fake: Faker) -> str:
-    day = fake.date_of_birth(minimum_age=18, maximum_age=90)
-    return f"{day:%B} {day.day}, {day.year}"
-
-
-def _email(fake: Faker) -> str:
-    return fake.user_name() + "@" + fake.free_email_domain()
-
-
-#: One generator per entity type.
-GENERATORS: dict[str, Callable[[Faker], str]] = {
-    E.PERSON: lambda f: f.name(),
-    E.EMAIL_ADDRESS: _email,
-    E.PHONE_NUMBER: _phone,
-    E.US_SSN: lambda f: f.ssn(),
-    E.CREDIT_CARD: _card,
-    E.IBAN_CODE: lambda f: f.iban(),
-    E.IP_ADDRESS: lambda f: f.ipv4_public(),
-    E.LOCATION: lambda f: f.street_address(),
-    E.DATE_TIME: _dob,
-    E.URL: lambda f: f.url(),
-}
-
-
-def fake_value(fake: Faker, entity_type: str) -> str:
-    """A fresh fake value of ``entity_type`` (Presidio name); unknown types get a word."""
-    gen = GENERATORS.get(entity_type)
-    return gen(fake) if gen else fake.word().capitalize()
 
 
 def fake_profile(fake: Faker, entity_types: tuple[str, ...] = E.DEFAULT_ENTITIES) -> dict[str, str]:
@@ -97,25 +50,6 @@ def fill_template(template: str, values: Mapping[str, str]) -> tuple[str, list[d
     return "".join(parts), spans
 
 
-def replace_spans(text: str, spans: list[Any], replacement: Callable[[Any], str]) -> str:
-    """``text`` with each span (objects or dicts with start/end) replaced by ``replacement(span)``."""
-
-    def _get(span: Any, key: str) -> Any:
-        return span[key] if isinstance(span, Mapping) else getattr(span, key)
-
-    out: list[str] = []
-    pos = 0
-    for span in sorted(spans, key=lambda s: _get(s, "start")):
-        start, end = _get(span, "start"), _get(span, "end")
-        if start < pos:
-            continue  # overlapping spans: the first one wins
-        out.append(text[pos:start])
-        out.append(replacement(span))
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
-
-
 #: Benign sentence templates (no PII): filler for the victim, held-out utility text.
 BENIGN_TEMPLATES: tuple[str, ...] = (
     "The {job} reviewed the plan to {bs} before the quarterly meeting.",
@@ -144,8 +78,3 @@ def benign_text(fake: Faker, sentences: int = 2) -> str:
         text = re.sub(r"\{(\w+)\}", lambda m: fillers[m.group(1)](), template)
         out.append(text[0].upper() + text[1:])
     return " ".join(out)
-
-
-def seeded_rng(seed: int) -> random.Random:
-    """A private :class:`random.Random` for one seeded step."""
-    return random.Random(seed)

@@ -20,7 +20,8 @@ from typing import Any
 
 from pii_unlearn import entities as E
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, record_line
-from pii_unlearn.synth.fake import benign_text, fake_profile, fill_template, make_faker
+from pii_unlearn.pii.fakes import make_faker
+from pii_unlearn.synth.fake import benign_text, fake_profile, fill_template
 
 #: File names inside a victim checkpoint directory.
 PLANTED_FILE = "planted.jsonl"
@@ -149,7 +150,7 @@ def _make_model(config: VictimConfig, tokenizer: Any) -> Any:
 
 def conditioned_err(model: Any, tokenizer: Any, records: list[Record]) -> tuple[float, int]:
     """Share of conditioned planted values greedy decoding reproduces, and their count."""
-    from pii_unlearn.audit.targets import extraction_targets, greedy_hits
+    from pii_unlearn.extraction import extraction_targets, greedy_hits
 
     targets = [t for t in extraction_targets(records) if t.conditioned]
     hits = greedy_hits(model, tokenizer, targets, batch_size=64)

@@ -19,9 +19,9 @@ from pii_unlearn.data import benign_texts
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import encode, pad_right
 from pii_unlearn.pii.anonymize import faked_text
+from pii_unlearn.pii.fakes import make_faker
 from pii_unlearn.pii.masks import token_mask
 from pii_unlearn.risk import loss_weight
-from pii_unlearn.synth.fake import make_faker
 
 #: Longest forget or retain sequence used in training, in tokens.
 MAX_TRAIN_TOKENS = 256

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pii_unlearn.audit.targets import Target, greedy_hits
 from pii_unlearn.checkpoint import architecture_modules
+from pii_unlearn.extraction import Target, greedy_hits
 from pii_unlearn.lm import batched
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from pii_unlearn.artifacts import Record
-from pii_unlearn.audit.targets import extraction_targets
+from pii_unlearn.extraction import extraction_targets
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample, RetainData, forget_examples
 from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, Method, ReadingCallback

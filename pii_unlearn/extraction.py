@@ -1,4 +1,8 @@
-"""Extraction targets: which PII spans an audit asks a model to complete, and greedy ERR.
+"""Shared extraction helpers: the PII spans a model is asked to complete, greedy hits, Min-K%.
+
+Used by the demo victim builder (to stop training once it has memorised),
+``unlearn`` (its stop rule: the forget set's greedy extraction rate), ``invert``
+(scoring what it found) and ``audit`` (its leakage figures); this is their one copy.
 
 For each span, the *prefix* is the record's text before it with trailing
 whitespace removed, and the *target* is the rest up to the span's end (so it
@@ -9,12 +13,16 @@ it is); a record's first span is *unconditioned*.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pii_unlearn.artifacts import Record
 from pii_unlearn.lm import generate
+
+#: Share of tokens that Min-K% averages by default (``invert``'s scores and the audit's MIA).
+DEFAULT_MIN_K = 0.2
 
 
 @dataclass(frozen=True)
@@ -73,3 +81,14 @@ def greedy_hits(
         progress=progress,
     )
     return [(o[0].startswith(t.target), o[0]) for t, o in zip(targets, outs, strict=True)]
+
+
+def min_k_mean(logprobs: Sequence[float], k: float) -> float | None:
+    """Min-K% probability: the mean of the lowest ``k`` share of ``logprobs`` (at least one).
+
+    ``None`` when there are no log-probabilities (nothing to score).
+    """
+    if not logprobs:
+        return None
+    n = max(1, math.ceil(k * len(logprobs)))
+    return sum(sorted(logprobs)[:n]) / n

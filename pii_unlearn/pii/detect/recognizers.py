@@ -1,0 +1,250 @@
+"""Presidio's recognizers, patched for offline use and precision, and the choice of which run.
+
+* the e-mail recognizer checks domains against tldextract's bundled suffix list
+  (no socket is ever opened);
+* phone numbers: libphonenumber only sees stretches with enough digits, and a
+  NANP-shape pattern finds numbers with area codes it rejects;
+* Mastercard's 2-series numbers, which the stock card pattern misses;
+* US street addresses as ``LOCATION`` (spaCy finds cities and countries, not addresses);
+* recognizers that fire on ordinary words or claim other entities' numbers are
+  :data:`OFF_BY_DEFAULT`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pii_unlearn import entities as E
+from pii_unlearn.errors import InputError
+from pii_unlearn.pii.detect.engine import NER_LABELS
+
+#: Recognizers that Presidio loads but this tool switches off unless asked for, and why.
+OFF_BY_DEFAULT: dict[str, str] = {
+    "UsLicenseRecognizer": "the driver-licence pattern fires on ordinary words and short codes",
+    "UsBankRecognizer": "any 8-17 digit run: claims phone, card and account numbers",
+    "UsPassportRecognizer": "any 9 digits: claims SSNs written without dashes and other numbers",
+    "UsItinRecognizer": "its pattern claims SSN-shaped numbers",
+    "NhsRecognizer": "the 10-digit NHS pattern claims US phone numbers",
+    "MedicalLicenseRecognizer": "two letters and seven digits: claims codes and parts of IBANs",
+}
+
+#: Mastercard numbers 2221-2720 (since 2017), which Presidio's card pattern misses; Luhn-checked.
+MASTERCARD_2_SERIES = r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b"
+
+#: Recognizers whose spans are statistical guesses (NER): on overlap they yield to pattern matches.
+NER_RECOGNIZERS = frozenset({"SpacyRecognizer"})
+
+
+def _offline_email_recognizer(language: str) -> Any:
+    """Presidio's e-mail recognizer whose domain check uses tldextract's bundled snapshot only."""
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        """E-mail addresses; the domain's suffix is checked against the bundled public-suffix list."""
+
+        def validate_result(self, pattern_text: str) -> bool:
+            return extract(pattern_text).fqdn != ""
+
+    return OfflineEmailRecognizer(supported_language=language, name="EmailRecognizer")
+
+
+#: A North-American phone number written with separators: (415) 555-2671, 415.555.2671, +1 415 555 2671.
+NANP_PHONE = r"(?<![\w+-])(?:\+?1[-. ]?)?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-])"
+#: Score of a number libphonenumber calls valid (Presidio's 0.4 needs a context word to pass 0.5).
+VALID_PHONE_SCORE = 0.6
+#: Score of a phone-shaped number that libphonenumber does not call valid (fictional area codes).
+SHAPED_PHONE_SCORE = 0.5
+#: A phone number has at least this many digits (libphonenumber also matches short codes).
+MIN_PHONE_DIGITS = 7
+#: The US SSN's 3-2-4 shape, which libphonenumber accepts as a phone number in some regions.
+_SSN_SHAPE = re.compile(r"\d{3}([- .])\d{2}\1\d{4}")
+#: Digit runs that are some other entity's shape: an SSN, an IPv4 address, a card number.
+_NOT_A_PHONE = re.compile(
+    r"\d{3}([- .])\d{2}\1\d{4}|\d{1,3}(?:\.\d{1,3}){3}|\d{16,}|\d{4}([- ])\d{4}\2\d{4}\2\d{4}"
+)
+#: Where a phone number could be: a run of digits, spaces and phone punctuation.
+_PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]*\d")
+
+
+def _phone_windows(text: str) -> list[tuple[int, int]]:
+    """Stretches of ``text`` that could hold a phone number, one character of context each side.
+
+    libphonenumber's matcher is slow; running it only where there are enough digits
+    keeps detection fast without changing what it finds (it looks one character
+    beyond a number to reject letters glued to it).
+    """
+    windows = []
+    for m in _PHONE_CANDIDATE.finditer(text):
+        piece = m.group()
+        if sum(ch.isdigit() for ch in piece) < MIN_PHONE_DIGITS or _NOT_A_PHONE.fullmatch(piece):
+            continue
+        before = text[m.start() - 1] if m.start() else " "
+        after = text[m.end()] if m.end() < len(text) else " "
+        if before.isalpha() or after.isalpha():
+            continue  # glued to letters (an IBAN, a code): libphonenumber rejects these too
+        windows.append((max(0, m.start() - 1), min(len(text), m.end() + 1)))
+    return windows
+
+
+def _phone_like(piece: str) -> bool:
+    """Whether a libphonenumber match is worth keeping: enough digits, and not shaped like an SSN."""
+    return sum(ch.isdigit() for ch in piece) >= MIN_PHONE_DIGITS and not _SSN_SHAPE.fullmatch(piece)
+
+
+def _phone_recognizers(language: str) -> list[Any]:
+    """Presidio's phone recognizer (valid numbers score higher) plus a NANP-shape pattern.
+
+    Faker and real text contain US-formatted numbers with area or exchange codes
+    that libphonenumber rejects; the pattern still finds them, at a lower score.
+    libphonenumber only sees the stretches of text with seven digits or more.
+    """
+    from presidio_analyzer import Pattern, PatternRecognizer
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    class ValidPhoneRecognizer(PhoneRecognizer):
+        """Phone numbers that libphonenumber validates for one of the supported regions."""
+
+        SCORE = VALID_PHONE_SCORE
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            results = []
+            for start, end in _phone_windows(text):
+                for res in super().analyze(text[start:end], entities, nlp_artifacts):
+                    res.start += start
+                    res.end += start
+                    if _phone_like(text[res.start : res.end]):
+                        results.append(res)
+            return results
+
+    shaped = PatternRecognizer(
+        supported_entity=E.PHONE_NUMBER,
+        name="NanpPhoneRecognizer",
+        supported_language=language,
+        patterns=[Pattern("NANP phone", NANP_PHONE, SHAPED_PHONE_SCORE)],
+        context=list(PhoneRecognizer.CONTEXT),
+    )
+    return [ValidPhoneRecognizer(supported_language=language, name="PhoneRecognizer"), shaped]
+
+
+_STREET_SUFFIX_WORDS = """
+Alley Annex Arcade Avenue Ave Bayou Beach Bend Bluff Bluffs Bottom Boulevard Blvd Branch Bridge Brook
+Brooks Burg Burgs Bypass Camp Canyon Cape Causeway Center Centers Circle Cir Circles Cliff Cliffs Club
+Common Commons Corner Corners Course Court Ct Courts Cove Coves Creek Crescent Crest Crossing Crossroad
+Curve Dale Dam Divide Drive Dr Drives Estate Estates Expressway Extension Extensions Fall Falls Ferry
+Field Fields Flat Flats Ford Fords Forest Forge Forges Fork Forks Fort Freeway Garden Gardens Gateway
+Glen Glens Green Greens Grove Groves Harbor Harbors Haven Heights Highway Hwy Hill Hills Hollow Inlet
+Island Islands Isle Junction Junctions Key Keys Knoll Knolls Lake Lakes Land Landing Lane Ln Light
+Lights Loaf Lock Locks Lodge Loop Mall Manor Manors Meadow Meadows Mews Mill Mills Mission Motorway
+Mount Mountain Mountains Neck Orchard Oval Overpass Park Parks Parkway Pkwy Parkways Pass Passage Path
+Pike Pine Pines Place Pl Plain Plains Plaza Point Points Port Ports Prairie Radial Ramp Ranch Rapid
+Rapids Rest Ridge Ridges River Road Rd Roads Route Row Rue Run Shoal Shoals Shore Shores Skyway Spring
+Springs Spur Spurs Square Sq Squares Station Stravenue Stream Street St Streets Summit Terrace Ter
+Throughway Trace Track Trafficway Trail Trl Trailer Tunnel Turnpike Underpass Union Unions Valley
+Valleys Via Viaduct View Views Village Villages Ville Vista Walk Walks Wall Way Ways Well Wells
+"""
+#: Street suffixes: USPS Publication 28's standard names and the usual abbreviations.
+STREET_SUFFIXES: tuple[str, ...] = tuple(_STREET_SUFFIX_WORDS.split())
+#: A US street address: house number, one to three capitalised words, a street suffix, maybe a unit;
+#: not after a preposition that introduces a year. Case-sensitive (``(?-i:...)``) although Presidio
+#: compiles patterns case-insensitively.
+US_STREET_ADDRESS = (
+    r"(?<!\b(?:in|since|by|until|before|after|from|during|of)\s+)"  # "in 2019 Mark Hill ...": a year
+    r"(?-i:\b\d{1,6}(?:\s+(?:[NSEW]\.?|[A-Z][a-zA-Z'-]+)){1,3}\s+(?:"
+    + "|".join(sorted(set(STREET_SUFFIXES), key=len, reverse=True))
+    + r")\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)\s*[A-Za-z0-9-]+)?)"
+)
+#: Score of a street address (a pattern, but numbers followed by names are not always addresses).
+STREET_ADDRESS_SCORE = 0.5
+STREET_ADDRESS_CONTEXT = [
+    "address", "live", "lives", "lived", "living", "reside", "resides", "street", "home", "ship",
+    "deliver", "mail", "located", "moved",
+]  # fmt: skip
+
+
+def _street_address_recognizer(language: str) -> Any:
+    """US street addresses as LOCATION (spaCy's NER finds cities and countries, not addresses)."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity=E.LOCATION,
+        name="UsStreetAddressRecognizer",
+        supported_language=language,
+        patterns=[Pattern("US street address", US_STREET_ADDRESS, STREET_ADDRESS_SCORE)],
+        context=STREET_ADDRESS_CONTEXT,
+    )
+
+
+def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]:
+    """Presidio's predefined recognizers for ``language``, with this module's offline and precision fixes.
+
+    All of them, including those :data:`OFF_BY_DEFAULT` (the caller filters); the NER
+    recognizer only when the pipeline has NER.
+    """
+    from presidio_analyzer import Pattern, RecognizerRegistry
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        PhoneRecognizer,
+        SpacyRecognizer,
+    )
+
+    registry = RecognizerRegistry(supported_languages=[language])
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
+    presidio_log.setLevel(logging.ERROR)  # it warns about every recognizer of another language
+    try:
+        registry.load_predefined_recognizers(languages=[language], nlp_engine=engine)
+    finally:
+        presidio_log.setLevel(level)
+    out: list[Any] = [_street_address_recognizer(language)] if language == "en" else []
+    for rec in registry.recognizers:
+        if isinstance(rec, SpacyRecognizer):
+            if has_ner:
+                out.append(rec)
+        elif type(rec) is EmailRecognizer:
+            out.append(_offline_email_recognizer(language))
+        elif type(rec) is PhoneRecognizer:
+            out.extend(_phone_recognizers(language))
+        elif type(rec) is CreditCardRecognizer:
+            # a new list: the instance shares Presidio's class-level pattern list
+            rec.patterns = [*rec.patterns, Pattern("Mastercard 2-series (weak)", MASTERCARD_2_SERIES, 0.3)]
+            out.append(rec)
+        else:
+            out.append(rec)
+    return out
+
+
+def check_names(
+    entities: Sequence[str], enable: Sequence[str], recognizers: Sequence[Any], has_ner: bool, language: str
+) -> None:
+    """Refuse entity types no recognizer finds and recognizer names that do not exist."""
+    known = {ent for rec in recognizers for ent in rec.supported_entities}
+    unknown = [e for e in entities if e not in known]
+    if unknown:
+        need_ner = [e for e in unknown if e in NER_LABELS.values()]
+        if need_ner and not has_ner:
+            raise InputError(
+                f"{', '.join(need_ner)} can only be found by NER, and this pipeline has none "
+                "(pass --nlp-model with an installed spaCy NER model)"
+            )
+        raise InputError(
+            f"unknown entity type(s) {', '.join(unknown)} for language '{language}' "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    names = {rec.name for rec in recognizers}
+    bad = [n for n in enable if n not in names]
+    if bad:
+        raise InputError(f"unknown recognizer(s) {', '.join(bad)} (known: {', '.join(sorted(names))})")
+
+
+def is_enabled(rec: Any, enable: set[str]) -> bool:
+    """Whether ``rec`` runs: yes, unless it is off by default and neither it nor its entity is asked for."""
+    if rec.name not in OFF_BY_DEFAULT:
+        return True
+    return rec.name in enable or bool(enable & set(rec.supported_entities))
