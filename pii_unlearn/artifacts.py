@@ -20,6 +20,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -251,32 +252,105 @@ class Timer:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
-def ensure_writable_target(path: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path:
-    """Check an output path before any work: its folder exists and it is no input."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a file path")
-    if not path.parent.exists():
-        raise InputError(f"{path.parent}: output folder does not exist")
-    for inp in inputs:
-        if Path(inp).exists() and path.exists() and path.resolve() == Path(inp).resolve():
-            raise InputError(f"{path}: output would overwrite its input")
-    return path
+def _absolute(path: str | Path) -> Path:
+    """``path`` made absolute with symlinks resolved where they exist (no error if it does not)."""
+    return Path(os.path.abspath(Path(path).expanduser())).resolve(strict=False)
 
 
-def check_output_folder(path: str | Path, *, marker: str, kind: str) -> Path:
-    """Check an output folder before any work: new, empty, or an earlier ``kind`` (it holds ``marker``).
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
 
-    Its parent must exist. The one check behind checkpoint, audit report and inverter folders.
+
+def check_output(
+    path: str | Path,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    folder: bool = False,
+    marker: str | None = None,
+    kind: str = "an output of pii-unlearn",
+    overwrite: bool = False,
+) -> Path:
+    """The one output policy, checked before any work; every problem is an :class:`InputError` line.
+
+    An output may not be an input, hold an input (a folder to be replaced that
+    contains one) or sit inside an input folder (a checkpoint). An existing output
+    must be a regular file (never a device, pipe or socket: ``--output /dev/null``
+    would otherwise be replaced by a file), or, for a ``folder``, one that is empty
+    or that pii-unlearn wrote (it holds ``marker``); another folder is replaced only
+    with ``overwrite``. The parent folder must exist and be writable.
     """
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not (out / marker).exists():
-        raise InputError(f"{out}: exists, is not empty and is not {kind}; choose a new folder")
-    if not out.parent.exists():
+    target = _absolute(out)
+    for given in inputs:
+        if given is None:
+            continue
+        source = _absolute(given)
+        if target == source:
+            raise InputError(f"{out}: is also an input; choose another output path")
+        if _inside(source, target):
+            raise InputError(f"{out}: holds the input {given}; writing here would delete it")
+        if Path(given).is_dir() and _inside(target, source):
+            raise InputError(f"{out}: is inside the input folder {given}; write outside it")
+    if out.exists() or out.is_symlink():
+        if folder:
+            if not out.is_dir():
+                raise InputError(f"{out}: exists and is not a directory")
+            ours = marker is not None and (out / marker).is_file()
+            if not overwrite and not ours and any(out.iterdir()):
+                raise InputError(
+                    f"{out}: exists, is not empty and is not {kind} written by pii-unlearn; "
+                    "choose a new folder (or pass --overwrite to replace it)"
+                )
+        elif out.is_dir():
+            raise InputError(f"{out}: is a directory, expected a file path")
+        elif not out.is_file():
+            raise InputError(
+                f"{out}: is not a regular file (a device, pipe or socket); refusing to replace it"
+            )
+    parent = target.parent
+    if not parent.is_dir():
         raise InputError(f"{out.parent}: output folder does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{out.parent}: cannot write in this folder")
+    clean_stale_temps(target)
     return out
+
+
+def _temp_prefix(path: Path) -> str:
+    """Temp names beside ``path`` carry the writer's pid, so a later run can tell a dead writer's."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def clean_stale_temps(path: str | Path) -> list[Path]:
+    """Remove temp files/folders beside ``path`` left by a writer that is gone (killed mid-write)."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\..*\.tmp$")
+    for item in path.parent.iterdir():
+        match = pattern.match(item.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                item.unlink()
+        removed.append(item)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -286,7 +360,7 @@ def atomic_writer(path: str | Path, mode: int = PII_FILE_MODE) -> Iterator[Any]:
     On any exception the temp file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -307,14 +381,14 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     On any exception the temp folder is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         for item in tmp.rglob("*"):
             item.chmod(0o700 if item.is_dir() else PII_FILE_MODE)
         tmp.chmod(0o700)
         if path.exists():
-            backup = path.with_name(f".{path.name}.old")
+            backup = path.with_name(_temp_prefix(path) + "old.tmp")
             shutil.rmtree(backup, ignore_errors=True)
             path.rename(backup)
             tmp.rename(path)

@@ -14,12 +14,12 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pii_unlearn.artifacts import atomic_directory, check_output_folder
+from pii_unlearn.artifacts import DIR_MANIFEST_NAME, atomic_directory, check_output
 from pii_unlearn.errors import InputError
 
 #: Weight files that only load with pickle (refused unless ``allow_pickle``).
@@ -230,22 +230,16 @@ def _drop_quantization(model: Any) -> None:
             model.is_quantized = False
 
 
-def _same_place(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
+def check_output_dir(
+    output: str | Path, inputs: Sequence[str | Path | None] = (), *, overwrite: bool = False
+) -> Path:
+    """The output policy (:func:`~pii_unlearn.artifacts.check_output`) for a checkpoint folder.
 
-
-def check_output_dir(output: str | Path, source: str | Path | None = None) -> Path:
-    """Validate an output checkpoint directory before any work is done."""
-    out = Path(output)
-    if source is not None:
-        src = Path(source)
-        src_dir = src.parent if src.is_file() else src
-        if _same_place(out, src_dir) or _same_place(out, src):
-            raise InputError(f"{out}: refusing to write into the input checkpoint's directory")
-    return check_output_folder(out, marker="config.json", kind="a checkpoint")
+    A folder pii-unlearn wrote (it holds the manifest) may be replaced; another needs ``overwrite``.
+    """
+    return check_output(
+        output, inputs=inputs, folder=True, marker=DIR_MANIFEST_NAME, kind="a checkpoint", overwrite=overwrite
+    )
 
 
 def save_model(
@@ -256,6 +250,7 @@ def save_model(
     source: str | Path | None = None,
     extra_files: dict[str, str] | None = None,
     before_commit: Callable[[Path], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` as a safetensors checkpoint in ``output``.
 
@@ -264,7 +259,7 @@ def save_model(
     (a manifest, a model card) written alongside; ``before_commit`` may write more
     into the temp folder (an adapter, say) before it becomes ``output``.
     """
-    out = check_output_dir(output, source)
+    out = check_output_dir(output, [source], overwrite=overwrite)
     _drop_quantization(model)
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

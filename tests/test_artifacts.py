@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from pii_unlearn.artifacts import (
     Manifest,
     Record,
     atomic_writer,
-    check_output_folder,
+    check_output,
     manifest_path,
     read_manifest,
     read_records,
@@ -103,20 +104,83 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 
 def test_output_folder_check(tmp_path: Path) -> None:
-    assert check_output_folder(tmp_path / "new", marker="done.json", kind="a report") == tmp_path / "new"
+    def check(path: Path, **kw: object) -> Path:
+        return check_output(path, folder=True, marker="done.json", kind="a report", **kw)
+
+    assert check(tmp_path / "new") == tmp_path / "new"
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "done.json").write_text("{}")
-    check_output_folder(earlier, marker="done.json", kind="a report")  # an earlier output: replaced
+    check(earlier)  # an earlier output: replaced
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="is not empty and is not a report"):
-        check_output_folder(tmp_path / "other", marker="done.json", kind="a report")
+    with pytest.raises(InputError, match="is not empty and is not a report written by pii-unlearn"):
+        check(tmp_path / "other")
+    check(tmp_path / "other", overwrite=True)
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="exists and is not a directory"):
-        check_output_folder(tmp_path / "file", marker="done.json", kind="a report")
+        check(tmp_path / "file")
     with pytest.raises(InputError, match="output folder does not exist"):
-        check_output_folder(tmp_path / "no" / "out", marker="done.json", kind="a report")
+        check(tmp_path / "no" / "out")
+
+
+def test_output_policy_protects_inputs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    ckpt = run / "checkpoint-5"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text("{}")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hi")
+    cases = [
+        (run, [ckpt], True, "holds the input"),  # the Trainer layout: --model run/checkpoint-5 --output run
+        (ckpt, [ckpt], True, "is also an input"),
+        (ckpt / "clean", [ckpt], True, "is inside the input folder"),
+        (ckpt / "x.jsonl", [ckpt], False, "is inside the input folder"),
+        (prompts, [ckpt, prompts], False, "is also an input"),
+        (ckpt / "tokenizer.json", [ckpt], False, "is inside the input folder"),
+    ]
+    for out, inputs, folder, message in cases:
+        with pytest.raises(InputError, match=message):
+            check_output(out, inputs=inputs, folder=folder, marker="done.json", overwrite=True)
+    # a file input inside an output folder: replacing the folder would delete it
+    (tmp_path / "out").mkdir()
+    forget = tmp_path / "out" / "forget.jsonl"
+    forget.write_text("{}")
+    with pytest.raises(InputError, match="holds the input"):
+        check_output(tmp_path / "out", inputs=[forget], folder=True, overwrite=True)
+    # a symlink to an input is the input
+    link = tmp_path / "link.txt"
+    link.symlink_to(prompts)
+    with pytest.raises(InputError, match="is also an input"):
+        check_output(link, inputs=[prompts])
+
+
+def test_output_policy_refuses_devices_and_pipes(tmp_path: Path) -> None:
+    import os
+
+    with pytest.raises(InputError, match="not a regular file"):
+        check_output("/dev/null")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        check_output(fifo)
+
+
+def test_stale_temps_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".out.jsonl.{pid}.abc.tmp"
+    stale.write_text("half")
+    stale_dir = tmp_path / f".clean.{pid}.xyz.tmp"
+    stale_dir.mkdir()
+    mine = tmp_path / f".out.jsonl.{os.getpid()}.def.tmp"  # a live writer's: kept
+    mine.write_text("busy")
+    check_output(tmp_path / "out.jsonl")
+    check_output(tmp_path / "clean", folder=True)
+    assert not stale.exists() and not stale_dir.exists() and mine.exists()
 
 
 def test_atomic_write_leaves_original_on_failure(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pii_unlearn.artifacts import (
     Record,
     Timer,
     atomic_directory,
-    check_output_folder,
+    check_output,
     read_records,
     write_json,
 )
@@ -123,19 +123,18 @@ def _load_records(records: str | Path | Sequence[Record]) -> tuple[list[Record],
     return recs, where
 
 
-def check_report_dir(output: str | Path, *inputs: str | Path | LoadedModel | None) -> Path:
+def check_report_dir(
+    output: str | Path, *inputs: str | Path | LoadedModel | None, overwrite: bool = False
+) -> Path:
     """Validate the report folder before any work: a new or empty folder, or an earlier report."""
-    out = check_output_folder(output, marker=REPORT_JSON, kind="an audit report")
-    target = out.resolve()
-    for inp in inputs:
-        src = inp.source if isinstance(inp, LoadedModel) else inp
-        if src is None:
-            continue
-        src_dir = Path(src).resolve()
-        src_dir = src_dir.parent if src_dir.is_file() else src_dir
-        if target == src_dir or src_dir in target.parents:
-            raise InputError(f"{out}: refusing to write into an input checkpoint's directory")
-    return out
+    sources = [
+        inp.source if isinstance(inp, LoadedModel) else inp
+        for inp in inputs
+        if isinstance(inp, (str, Path, LoadedModel))
+    ]
+    return check_output(
+        output, inputs=sources, folder=True, marker=REPORT_JSON, kind="an audit report", overwrite=overwrite
+    )
 
 
 def _loaded(
@@ -252,6 +251,7 @@ def run_audit(
     device: str | None = None,
     dtype: str | None = None,
     progress: ProgressFn | None = None,
+    overwrite: bool = False,
 ) -> AuditResult:
     """Audit ``model`` (against ``baseline`` when given) on ``records``; write ``output`` if given.
 
@@ -268,7 +268,8 @@ def run_audit(
     conditions = parse_conditions(fail_on)
     recs, records_where = _load_records(records)
     held = resolve_heldout(heldout, model, baseline)
-    out = check_report_dir(output, model, baseline) if output is not None else None
+    inputs_read = (model, baseline, records, heldout)
+    out = check_report_dir(output, *inputs_read, overwrite=overwrite) if output is not None else None
     with timer("inputs"):
         inputs = AuditInputs.build(recs, settings)
     full_shape = _shape_of(inputs, AuditSettings.preset(reinversion=True), baseline=True)

@@ -11,7 +11,7 @@ import functools
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +20,16 @@ from pii_unlearn import __version__
 from pii_unlearn.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--overwrite``, shared by every subcommand that writes a folder.
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an existing, non-empty output folder that pii-unlearn did not write "
+        "(a folder it wrote is replaced without it).",
+    ),
+]
 
 console = Console(stderr=True)
 out = Console()

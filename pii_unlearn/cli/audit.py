@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from pii_unlearn.cli.app import StageProgress, command, console, out
+from pii_unlearn.cli.app import Overwrite, StageProgress, command, console, out
 
 if TYPE_CHECKING:
     from pii_unlearn.audit.runner import AuditResult
@@ -124,6 +124,7 @@ def audit(
     show_pii: Annotated[
         bool, typer.Option("--show-pii", help="Show PII values in the report (masked by default).")
     ] = False,
+    overwrite: Overwrite = False,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda when available).")
     ] = None,
@@ -172,6 +173,7 @@ def audit(
             fail_on=conditions,
             device=device,
             progress=on_progress,
+            overwrite=overwrite,
         )
     print_result(result)
     if result.failed:

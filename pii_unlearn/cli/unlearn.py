@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pii_unlearn.cli.app import command, console, out
+from pii_unlearn.cli.app import Overwrite, command, console, out
 
 if TYPE_CHECKING:
     from pii_unlearn.unlearn import UnlearnResult
@@ -43,6 +43,7 @@ def unlearn(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of sampling and batching.")] = 0,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps at most.")] = None,
+    overwrite: Overwrite = False,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")
     ] = None,
@@ -109,6 +110,7 @@ def unlearn(
             device=device,
             text_field=text_field,
             progress=show,
+            overwrite=overwrite,
         )
     print_result(path, result)
 

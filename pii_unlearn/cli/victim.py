@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pii_unlearn.cli.app import command, console, out
+from pii_unlearn.cli.app import Overwrite, command, console, out
 
 
 @command("make-victim")
@@ -15,6 +15,7 @@ def make_victim(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint directory to create.")],
     records: Annotated[int, typer.Option(min=1, help="Number of planted PII records.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for the fake data, tokenizer and training.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Build a tiny Pythia-architecture model that has memorised synthetic PII (offline).
 
@@ -24,12 +25,13 @@ def make_victim(
     from pii_unlearn.checkpoint import check_output_dir
     from pii_unlearn.synth.victim import VictimConfig, build_victim
 
-    check_output_dir(output)
+    check_output_dir(output, overwrite=overwrite)
     config = VictimConfig(records=records, seed=seed)
     with console.status("training the victim model...") as status:
         report = build_victim(
             output,
             config,
+            overwrite=overwrite,
             progress=lambda row: status.update(
                 f"epoch {row['epoch']:.0f}: loss {row['loss']:.3f}, "
                 f"greedy reconstruction {row['conditioned_err']:.0%}"

@@ -46,7 +46,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from pii_unlearn.artifacts import Record, Span, check_output_folder
+from pii_unlearn.artifacts import Record, Span, check_output
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
 from pii_unlearn.invert.base import (
@@ -377,7 +377,7 @@ def write_inverter(inverter: LogitInverter, path: str | Path) -> Path:
     """Write the inverter to a folder (atomically: temp folder, then rename)."""
     from safetensors.torch import save_file
 
-    out = check_output_folder(path, marker=INVERTER_CONFIG, kind="an inverter folder")
+    out = check_output(path, folder=True, marker=INVERTER_CONFIG, kind="an inverter folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         inverter.t5.save_pretrained(tmp / INVERTER_T5, safe_serialization=True)

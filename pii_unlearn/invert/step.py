@@ -8,14 +8,12 @@ succeeds: the JSONL file and its sidecar manifest are written atomically.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pii_unlearn.artifacts import Manifest, Timer, ensure_writable_target, write_records
-from pii_unlearn.errors import InputError
+from pii_unlearn.artifacts import Manifest, Timer, check_output, write_records
 from pii_unlearn.invert.base import (
     DEFAULT_STRATEGY,
     InversionResult,
@@ -68,9 +66,8 @@ def invert_file(
     from pii_unlearn.pii.detect import Detector
 
     resolved = strategy_options(strategy, options, where="invert_file")
-    output = ensure_writable_target(output, inputs=[model_path])
-    if not os.access(output.parent, os.W_OK):
-        raise InputError(f"{output.parent}: output folder is not writable")
+    inverter_inputs = [getattr(resolved, key, None) for key in ("inverter", "save_inverter")]
+    output = check_output(output, inputs=[model_path, prompts, *inverter_inputs])
     extra = read_prompts_file(prompts) if prompts is not None else None
     detector_args: dict[str, Any] = {"entities": list(entities) if entities else None, "nlp_model": nlp_model}
     if detect_threshold is not None:

@@ -37,7 +37,7 @@ from pii_unlearn.artifacts import (
     Record,
     Span,
     Timer,
-    ensure_writable_target,
+    check_output,
     read_records,
     write_records,
 )
@@ -321,7 +321,7 @@ def score_file(
     """
     input_path, output_path = Path(input_path), Path(output_path)
     policy = policy or load_policy(None)
-    ensure_writable_target(output_path, inputs=[input_path, *([policy.path] if policy.path else [])])
+    check_output(output_path, inputs=[input_path, policy.path])
     timer = Timer()
     with timer("read"):
         records = read_records(input_path)

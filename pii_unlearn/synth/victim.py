@@ -162,6 +162,7 @@ def build_victim(
     config: VictimConfig | None = None,
     *,
     progress: Callable[[dict[str, float]], None] | None = None,
+    overwrite: bool = False,
 ) -> VictimReport:
     """Build and save the victim checkpoint in ``output``; return what it measured."""
     import torch
@@ -170,7 +171,7 @@ def build_victim(
     from pii_unlearn.lm import cpu_threads, encode
 
     config = config or VictimConfig()
-    out = check_output_dir(output)
+    out = check_output_dir(output, overwrite=overwrite)
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     planted = planted_records(config)
@@ -213,6 +214,7 @@ def build_victim(
             HELDOUT_FILE: "".join(record_line(r) for r in heldout),
             DIR_MANIFEST_NAME: json.dumps(manifest.model_dump(mode="json"), indent=2),
         },
+        overwrite=overwrite,
     )
     return report
 

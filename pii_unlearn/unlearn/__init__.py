@@ -138,12 +138,17 @@ def run_unlearn(
     device: str | None = None,
     text_field: str = "text",
     progress: ReadingCallback | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, UnlearnResult]:
-    """Read a checkpoint and a forget set, unlearn, and save the new checkpoint in ``output``."""
+    """Read a checkpoint and a forget set, unlearn, and save the new checkpoint in ``output``.
+
+    ``output`` may replace a checkpoint pii-unlearn wrote; any other existing folder only
+    with ``overwrite``. It may not be, hold or sit inside an input.
+    """
     from pii_unlearn.checkpoint import check_output_dir, load_model, pick_device, save_model
 
     timer = Timer()
-    check_output_dir(output, model_path)
+    check_output_dir(output, [model_path, forget_path, retain_path, config], overwrite=overwrite)
     options = options_for(method, config, overrides)
     if save_adapter and not (isinstance(options, GradientOptions) and options.lora):
         raise InputError(f"--save-adapter needs LoRA training ({method} with --lora)")
@@ -205,6 +210,7 @@ def run_unlearn(
                 source=model_path,
                 before_commit=move_adapter,
                 extra_files=files,
+                overwrite=overwrite,
             )
     wait_for_everyone()
     result.edit.model = final

@@ -12,7 +12,7 @@ from typing import Any
 from pii_unlearn.artifacts import (
     Manifest,
     Timer,
-    ensure_writable_target,
+    check_output,
     read_records,
     sha256_file,
     write_records,
@@ -75,7 +75,7 @@ def detect_file(
     finished after each batch.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    ensure_writable_target(output_path, inputs=[input_path])
+    check_output(output_path, inputs=[input_path, tokenizer])
     timer = Timer()
     with timer("read"):
         records = read_records(input_path, text_field=text_field)
