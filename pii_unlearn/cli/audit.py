@@ -58,9 +58,9 @@ def entity_table(report: dict[str, Any]) -> Table:
     has_base = report.get("baseline") is not None
     table = Table(title="per entity type" + (" (baseline → model)" if has_base else ""), title_justify="left")
     table.add_column("entity type", no_wrap=True)
-    table.add_column("n", justify="right")
-    for fig in figures:
-        table.add_column(fig.label, justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    for fig in figures:  # a long label wraps, a cell does not
+        table.add_column(fig.label, justify="right", min_width=11 if has_base else 4)
     for entity, count in report["counts"]["by_entity"].items():
         row = [entity, str(count)]
         for fig in figures:
