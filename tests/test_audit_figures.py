@@ -79,7 +79,7 @@ def test_every_figure_is_documented(figure: Figure) -> None:
         assert figure.key in top, f"{figure.key}: no row in SCHEMA.md's top-level table"
     else:
         assert figure.key in side, f"{figure.key}: no row in SCHEMA.md's table of a side"
-        if figure.top_level:
+        if figure.top_level and figure.top_level != figure.key:  # else its side row says it
             assert figure.top_level in top, f"{figure.top_level}: no row in SCHEMA.md's top-level table"
         for key in figure.extra_keys:
             assert f"`{key}`" in side[figure.key], f"{figure.key}: extra key {key} not in its SCHEMA.md row"
