@@ -22,6 +22,8 @@ from typing import Any
 import torch
 
 from pii_unlearn.audit import AuditSettings, run_audit
+from pii_unlearn.audit.figures import TARGETS
+from pii_unlearn.audit.metrics import MEASUREMENTS, all_figures
 from pii_unlearn.synth.victim import PLANTED_FILE, VictimConfig, build_victim
 
 #: (label, quick, with baseline)
@@ -31,7 +33,8 @@ RUNS = (
     ("--quick, with baseline", True, True),
     ("default, with baseline", False, True),
 )
-PARTS = ("greedy", "sampled", "exposure", "mia", "paraphrase", "reinversion")
+#: Timed parts of an audit: every registered measurement.
+PARTS = tuple(MEASUREMENTS)
 
 
 def _part(timings: dict[str, float], part: str) -> float:
@@ -91,9 +94,8 @@ def render(rows: list[tuple[str, float, float, dict[str, Any]]]) -> str:
         "machine other jobs kept busy (load = runnable processes per 2 cores), and the process's "
         "CPU seconds, about what the audit takes on 2 idle cores (it computes on one thread).",
         "",
-        "| run | load | total (s) | CPU (s) | load model | greedy | sampled | exposure | MIA "
-        "| paraphrase | re-inversion | utility |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | load | total (s) | CPU (s) | load model | " + " | ".join(PARTS) + " | utility |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(PARTS) + "---:|",
     ]
     for label, load, cpu, rep in rows:
         t = rep["timings"]
@@ -111,19 +113,12 @@ def render(rows: list[tuple[str, float, float, dict[str, Any]]]) -> str:
         "|---|---:|---:|---:|",
     ]
     default, quick = rows[0][3], rows[1][3]
-    for label, key in (
-        ("ERR", "err"),
-        ("FRS", "frs"),
-        ("E-Hit", "e_hit"),
-        ("exposure (bits)", "exposure"),
-        ("MIA AUC (Min-K% 20%)", "mia_auc"),
-        ("paraphrase, greedy", "paraphrase_greedy"),
-        ("paraphrase, sampled", "paraphrase_sampled"),
-        ("re-inversion", "reinversion"),
-    ):
-        d, q = default["model"][key], quick["model"][key]
+    for figure in all_figures():
+        if figure.kind != TARGETS:
+            continue
+        d, q = default["model"][figure.key], quick["model"][figure.key]
         cells = [f"{_f(d[g])} ({_f(q[g])})" for g in ("overall", "conditioned", "unconditioned")]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {figure.label} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Held-out perplexity {default['perplexity']:.2f} ({default['counts']['heldout_texts']} texts of "

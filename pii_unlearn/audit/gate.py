@@ -1,9 +1,12 @@
 """The release gate: ``--fail-on 'err>0'`` conditions on report.json, checked before and after the audit.
 
 A condition is ``NAME OP NUMBER`` with OP one of ``> >= < <= == !=`` and NAME a
-top-level numeric key of report.json (``err``, ``ppl_increase_pct``, ...) or a
-dotted path into it (``model.err.by_entity.US_SSN``, ``delta.exposure.overall``).
-Syntax errors, names the report will not have, and names these options will not
+figure of report.json, as the registry declares them
+(:func:`pii_unlearn.audit.metrics.all_figures`): a figure's top-level key
+(``err``, ``ppl_increase_pct``, ...) or a dotted path to a number under a
+figure of a side or of the change (``model.err.by_entity.US_SSN``,
+``delta.exposure.overall``). Syntax errors, names the report will not have,
+numbers that are not figures (counts, settings), and names these options will not
 measure (a baseline figure without ``--baseline``, re-inversion under ``--quick``)
 are usage errors raised before any work. A condition *holds* when the comparison
 is true; the gate fails when any condition holds. A figure that turns out
@@ -20,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pii_unlearn.audit.figures import Figure, gate_name_is_figure
 from pii_unlearn.errors import InputError
 
 #: Comparison operators, longest first so ``>=`` is not read as ``>``.
@@ -111,21 +115,32 @@ def _is_numeric_slot(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-def check_names(conditions: Sequence[Condition], full: dict[str, Any], planned: dict[str, Any]) -> None:
+_USE = (
+    "(use a top-level key such as err or ppl_increase_pct, or a dotted path "
+    "such as model.err.by_entity.PERSON; see SCHEMA.md)"
+)
+
+
+def check_names(
+    conditions: Sequence[Condition],
+    full: dict[str, Any],
+    planned: dict[str, Any],
+    *,
+    figures: Sequence[Figure] | None = None,
+) -> None:
     """Refuse conditions the audit cannot answer, before it runs.
 
     ``full`` is the shape of a report with every option on (baseline given, all
     measurements run) and ``planned`` the shape this audit will produce, both
-    with a number wherever a figure will be measured.
+    with a number wherever a figure will be measured. ``figures`` (the registry;
+    ``None``: no restriction) are the figures a condition may name.
     """
     for c in conditions:
         where = _find(full, c.name)
         if where is _MISSING or not _is_numeric_slot(where):
-            raise InputError(
-                f"--fail-on '{c.text}': '{c.name}' is not a number in report.json "
-                "(use a top-level key such as err or ppl_increase_pct, or a dotted path "
-                "such as model.err.by_entity.PERSON; see SCHEMA.md)"
-            )
+            raise InputError(f"--fail-on '{c.text}': '{c.name}' is not a number in report.json {_USE}")
+        if figures is not None and not gate_name_is_figure(c.name, figures):
+            raise InputError(f"--fail-on '{c.text}': '{c.name}' is not a figure of the audit {_USE}")
         if lookup(planned, c.name) is None:
             raise InputError(
                 f"--fail-on '{c.text}': '{c.name}' is not measured by this audit "

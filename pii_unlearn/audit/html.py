@@ -1,8 +1,11 @@
 """``report.html``: one self-contained page (no network) with the audit's tables and charts.
 
-Charts are drawn with matplotlib's object API (no pyplot global state) and
-embedded as base64 PNG; the page has no external stylesheet, script, font or
-image. PII values are masked unless the audit ran with ``show_pii``.
+Every table and chart iterates over the figure registry
+(:func:`pii_unlearn.audit.metrics.all_figures`): labels, descriptions, number
+formats and chart ranges come from each figure's declaration. Charts are drawn
+with matplotlib's object API (no pyplot global state) and embedded as base64
+PNG; the page has no external stylesheet, script, font or image. PII values
+are masked unless the audit ran with ``show_pii``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from pii_unlearn.audit.figures import COMPARISON, SIDE, TARGETS, Figure
+from pii_unlearn.audit.metrics import MEASUREMENTS, all_figures
 from pii_unlearn.extraction import Target
 
 #: Colours of the two sides in every chart.
@@ -33,9 +38,9 @@ def _png(fig: Any) -> str:
 
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure as PlotFigure
 
-    fig = Figure(figsize=(width, height))
+    fig = PlotFigure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
 
@@ -44,20 +49,28 @@ def _sides(report: dict[str, Any]) -> list[str]:
     return ["baseline", "model"] if report.get("baseline") else ["model"]
 
 
-def leakage_chart(report: dict[str, Any]) -> str:
-    """Grouped bars per entity type: ERR, E-Hit and exposure (share of its ceiling), each side."""
+def _present(report: dict[str, Any], figures: Sequence[Figure]) -> list[Figure]:
+    """The figures this report holds (a report written by an older registry may lack some)."""
+    return [f for f in figures if (f.key in report if f.kind == COMPARISON else f.key in report["model"])]
+
+
+def _entities(report: dict[str, Any]) -> list[str]:
+    return list(report["counts"]["by_entity"])
+
+
+def leakage_chart(report: dict[str, Any], figures: Sequence[Figure]) -> str:
+    """Grouped bars per entity type, each side, one panel per figure (a dashed line at a ceiling)."""
     import numpy as np
 
     sides = _sides(report)
-    entities = list(report["model"]["err"]["by_entity"])
-    panels = [("err", "ERR"), ("e_hit", "E-Hit"), ("exposure", "exposure (bits)")]
-    fig = _figure(4.2 * len(panels), 0.35 * len(entities) + 1.6)
+    entities = _entities(report)
+    fig = _figure(4.2 * len(figures), 0.35 * len(entities) + 1.6)
     y = np.arange(len(entities))
     height = 0.8 / len(sides)
-    for p, (key, title) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), p + 1)
+    for p, figure in enumerate(figures):
+        ax = fig.add_subplot(1, len(figures), p + 1)
         for s, side in enumerate(sides):
-            vals = [report[side][key]["by_entity"].get(e) for e in entities]
+            vals = [report[side][figure.key]["by_entity"].get(e) for e in entities]
             ax.barh(
                 y + (s - (len(sides) - 1) / 2) * height,
                 [v if v is not None else 0.0 for v in vals],
@@ -67,68 +80,85 @@ def leakage_chart(report: dict[str, Any]) -> str:
             )
         ax.set_yticks(y, entities if p == 0 else [""] * len(entities), fontsize=8)
         ax.invert_yaxis()
-        ax.set_title(title, fontsize=10)
-        if key == "exposure" and report["model"]["exposure"].get("ceiling"):
-            ax.axvline(report["model"]["exposure"]["ceiling"], color="#444", lw=0.8, ls="--")
-        else:
-            ax.set_xlim(0, 1)
+        ax.set_title(figure.label, fontsize=10)
+        ceiling = report["model"][figure.key].get("ceiling")
+        if ceiling:
+            ax.axvline(ceiling, color="#444", lw=0.8, ls="--")
+        if figure.unit.bounds is not None:
+            ax.set_xlim(*figure.unit.bounds)
         ax.tick_params(axis="x", labelsize=8)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=len(sides), bbox_to_anchor=(0.5, 1.04))
     return _png(fig)
 
 
-def exposure_chart(report: dict[str, Any]) -> str:
-    """Histogram of per-value exposure, each side, with the ceiling marked."""
+def distribution_chart(report: dict[str, Any], figure: Figure) -> str:
+    """Histogram of one open-ended per-target figure, each side, with its ceiling marked if it has one."""
     sides = _sides(report)
-    ceiling = report["model"]["exposure"].get("ceiling") or 1.0
-    fig = _figure(6.5, 2.8)
-    ax = fig.add_subplot(1, 1, 1)
-    bins = [ceiling * i / 20 for i in range(21)]
     data = [
-        [row[side]["exposure"] for row in report["targets"] if row[side].get("exposure") is not None]
+        [row[side][figure.key] for row in report["targets"] if row[side].get(figure.key) is not None]
         for side in sides
     ]
-    ax.hist(data, bins=bins, color=[SIDE_COLOURS[s] for s in sides], label=sides)
-    ax.axvline(ceiling, color="#444", lw=0.8, ls="--")
-    ax.set_xlabel("exposure (bits); dashed: ceiling log2(C+1)", fontsize=9)
+    ceiling = report["model"][figure.key].get("ceiling")
+    top = ceiling or max((v for d in data for v in d), default=1.0) or 1.0
+    fig = _figure(6.5, 2.8)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(data, bins=[top * i / 20 for i in range(21)], color=[SIDE_COLOURS[s] for s in sides], label=sides)
+    xlabel = figure.label
+    if ceiling:
+        ax.axvline(ceiling, color="#444", lw=0.8, ls="--")
+        xlabel += "; dashed: ceiling"
+    ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel("values", fontsize=9)
     ax.legend(fontsize=8)
     return _png(fig)
 
 
-def utility_chart(report: dict[str, Any]) -> str:
-    """Held-out perplexity of each side."""
+def utility_chart(report: dict[str, Any], figures: Sequence[Figure]) -> str:
+    """Each side's number of every per-side utility figure."""
     sides = _sides(report)
-    fig = _figure(3.6, 2.2)
-    ax = fig.add_subplot(1, 1, 1)
-    vals = [report[side]["perplexity"] or 0.0 for side in sides]
-    ax.bar(sides, vals, color=[SIDE_COLOURS[s] for s in sides])
-    for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("held-out perplexity", fontsize=9)
-    ax.tick_params(labelsize=8)
+    fig = _figure(3.6 * max(1, len(figures)), 2.2)
+    for p, figure in enumerate(figures):
+        ax = fig.add_subplot(1, len(figures), p + 1)
+        vals = [report[side][figure.key] or 0.0 for side in sides]
+        ax.bar(sides, vals, color=[SIDE_COLOURS[s] for s in sides])
+        for i, v in enumerate(vals):
+            ax.text(i, v, figure.unit.cell(v), ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel(figure.label, fontsize=9)
+        ax.tick_params(labelsize=8)
     return _png(fig)
 
 
-def leak_rows(report: dict[str, Any], targets: Sequence[Target], show_pii: bool) -> list[dict[str, Any]]:
-    """The values the audited model still gives away (greedy or sampled), most exposed first."""
+def leak_rows(
+    report: dict[str, Any], targets: Sequence[Target], show_pii: bool, figures: Sequence[Figure] | None = None
+) -> list[dict[str, Any]]:
+    """The values the audited model still gives away (any hit figure), most exposed first.
+
+    ``figures``: the per-target figures to show (default: every one the report holds).
+    """
+    figures = figures if figures is not None else [f for f in _present(report, all_figures()) if f.per_target]
+    hits = [f.key for f in figures if f.unit.hit]
     rows = []
     for t, row in zip(targets, report["targets"], strict=True):
         m = row["model"]
-        if m.get("err") or m.get("e_hit"):
+        if any(m.get(k) for k in hits):
             rows.append(
                 {
                     "record_id": t.record_id,
                     "entity_type": t.entity_type,
                     "conditioned": t.conditioned,
                     "value": mask_value(t.value, t.entity_type, show_pii),
-                    "continuation": m.get("continuation") if show_pii else None,
-                    **{k: m.get(k) for k in ("err", "frs", "e_hit", "exposure")},
+                    "texts": {k: m.get(k) for k, _ in _texts()} if show_pii else {},
+                    "figures": {f.key: m.get(f.key) for f in figures},
                 }
             )
-    rows.sort(key=lambda r: (-(r["err"] or 0), -(r["exposure"] or 0)))
+    rows.sort(key=lambda r: tuple(-(r["figures"][f.key] or 0) for f in figures))
     return rows[:MAX_LEAK_ROWS]
+
+
+def _texts() -> list[tuple[str, str]]:
+    """Per-target texts the measurements return (key, label), shown with ``show_pii``."""
+    return [t for m in MEASUREMENTS.values() for t in m.texts]
 
 
 def render_html(report: dict[str, Any], targets: Sequence[Target], *, show_pii: bool) -> str:
@@ -143,34 +173,31 @@ def render_html(report: dict[str, Any], targets: Sequence[Target], *, show_pii: 
         lstrip_blocks=True,
     )
     env.filters["num"] = _fmt
+    env.filters["cell"] = lambda value, figure, digits=None: figure.unit.cell(value, digits)
     template = env.get_template("report.html.j2")
-    leaks = leak_rows(report, targets, show_pii)
+    figures = _present(report, all_figures())
+    leakage = [f for f in figures if f.kind == TARGETS]
+    summary = [f for f in leakage if f.summary]
+    per_side = [f for f in figures if f.kind == SIDE]
+    per_target = [f for f in leakage if f.per_target]
     return template.render(
         report=report,
         sides=_sides(report),
-        figures=SUMMARY_ROWS,
-        entities=list(report["model"]["err"]["by_entity"]),
+        leakage=leakage,
+        utility=[f for f in figures if f.kind != TARGETS],
+        per_target=per_target,
+        texts=_texts(),
+        entities=_entities(report),
         charts={
-            "leakage": leakage_chart(report),
-            "exposure": exposure_chart(report),
-            "utility": utility_chart(report),
+            "leakage": leakage_chart(report, summary) if summary else None,
+            "distributions": [
+                (f, distribution_chart(report, f)) for f in per_target if f.unit.bounds is None
+            ],
+            "utility": utility_chart(report, per_side) if per_side else None,
         },
-        leaks=leaks,
+        leaks=leak_rows(report, targets, show_pii, per_target),
         show_pii=show_pii,
     )
-
-
-#: Rows of the summary table: label, report key inside a side, and how to read it.
-SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("ERR", "err", "share of values greedy decoding reproduces exactly"),
-    ("FRS", "frs", "character similarity of the greedy continuation"),
-    ("E-Hit", "e_hit", "share of values found in K samples"),
-    ("exposure (bits)", "exposure", "rank among same-format candidates; about 1.3 bits = never seen"),
-    ("MIA AUC", "mia_auc", "Min-K% membership vs fake twins; 0.5 = cannot tell"),
-    ("paraphrase (greedy)", "paraphrase_greedy", "value in the answer to a reworded prompt"),
-    ("paraphrase (sampled)", "paraphrase_sampled", "value in K sampled answers to reworded prompts"),
-    ("re-inversion", "reinversion", "share of values `invert` finds again with new seeds"),
-)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -29,6 +29,7 @@ from pii_unlearn.artifacts import (
     read_records,
     write_json,
 )
+from pii_unlearn.audit.figures import COMPARISON, SIDE
 from pii_unlearn.audit.gate import Condition, Outcome, check_names, evaluate, parse_conditions
 from pii_unlearn.audit.metrics import (
     MEASUREMENTS,
@@ -36,18 +37,14 @@ from pii_unlearn.audit.metrics import (
     Measured,
     ModelRun,
     ProgressFn,
+    Utility,
+    all_figures,
+    measure_utility,
     run_measurements,
     silent,
     skipped,
 )
-from pii_unlearn.audit.report import (
-    HEADLINE,
-    SCHEMA_VERSION,
-    delta,
-    model_figures,
-    target_details,
-    utility_summary,
-)
+from pii_unlearn.audit.report import SCHEMA_VERSION, delta, headline, model_figures, target_details
 from pii_unlearn.audit.settings import AuditSettings
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
@@ -148,53 +145,46 @@ def _loaded(
         return load_model(model, device=device, dtype=dtype)
 
 
-def _shape_of(inputs: AuditInputs, settings: AuditSettings, *, baseline: bool) -> dict[str, Any]:
+def report_shape(inputs: AuditInputs, settings: AuditSettings, *, baseline: bool) -> dict[str, Any]:
     """The report these options would produce, with a number wherever a figure will be measured."""
     n = len(inputs.targets)
-
-    def measured() -> dict[str, Measured]:
-        out = {}
-        for name, m in MEASUREMENTS.items():
-            out[name] = (
-                Measured({c: [0.0] * n for c in m.columns}, {})
-                if m.enabled(settings)
-                else skipped(m, n, "not run")
-            )
-        out["mia"].extra = {"record_member_scores": [0.0], "record_twin_scores": [0.0]}
-        return out
-
-    sides = {"model": measured(), **({"baseline": measured()} if baseline else {})}
-    ppl = {side: 1.0 for side in sides}
-    return build_report(inputs, settings, sides, ppl, 0.0 if baseline else None, meta={})
+    measured = {
+        name: Measured({c: [0.0] * n for c in m.columns}) if m.enabled(settings) else skipped(m, n, "not run")
+        for name, m in MEASUREMENTS.items()
+    }
+    sides = {"model": measured, **({"baseline": measured} if baseline else {})}
+    utility = Utility(
+        {side: {f.key: 1.0 for f in all_figures() if f.kind == SIDE} for side in sides},
+        {f.key: 0.0 if baseline else None for f in all_figures() if f.kind == COMPARISON},
+    )
+    return build_report(inputs, settings, sides, utility, meta={}, placeholder=True)
 
 
 def build_report(
     inputs: AuditInputs,
     settings: AuditSettings,
     sides: dict[str, dict[str, Measured]],
-    perplexities: dict[str, float | None],
-    kl: float | None,
+    utility: Utility,
     *,
     meta: dict[str, Any],
-    utility_notes: Sequence[str] = (),
+    placeholder: bool = False,
 ) -> dict[str, Any]:
-    """Assemble report.json from each side's measurements (see SCHEMA.md)."""
-    figures = {side: model_figures(inputs, m, perplexities.get(side)) for side, m in sides.items()}
+    """Assemble report.json from each side's measurements and utility (see SCHEMA.md).
+
+    ``placeholder``: the shape of the report only (see :func:`report_shape`).
+    """
+    figures = {
+        side: model_figures(inputs, m, utility.sides.get(side, {}), placeholder=placeholder)
+        for side, m in sides.items()
+    }
     base = figures.get("baseline")
-    utility = utility_summary(perplexities.get("model"), perplexities.get("baseline"), kl)
     report: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
-    sections = {"model": figures["model"], "baseline": base}
-    for key, path in HEADLINE.items():
-        node: Any = sections
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        report[key] = node
-    report.update(utility)
+    report.update(headline(figures, utility))
     report["gate"] = []
     report["model"] = figures["model"]
     report["baseline"] = base
     report["delta"] = delta(figures["model"], base) if base else None
-    report["utility_notes"] = list(utility_notes)
+    report["utility_notes"] = list(utility.notes)
     report["settings"] = settings.as_dict()
     report["seeds"] = settings.seeds()
     report["counts"] = {
@@ -215,28 +205,6 @@ def build_report(
     report.update(tool="pii-unlearn", version=__version__, created=meta.get("created"))
     report["targets"] = target_details(inputs, sides, show_pii=settings.show_pii)
     return report
-
-
-def _utility(
-    loaded: dict[str, LoadedModel], heldout: _Heldout, batch_size: int
-) -> tuple[dict[str, float | None], float | None, list[str]]:
-    from pii_unlearn.lm import mean_kl, perplexity
-
-    ppl: dict[str, float | None] = {
-        side: perplexity(lm.model, lm.tokenizer, heldout.texts, batch_size=batch_size)
-        for side, lm in loaded.items()
-    }
-    notes: list[str] = []
-    kl = None
-    if "baseline" in loaded:
-        m, b = loaded["model"], loaded["baseline"]
-        if m.tokenizer.get_vocab() != b.tokenizer.get_vocab():
-            notes.append("KL drift not measured: the two checkpoints have different tokenizers.")
-        elif m.model.get_output_embeddings().weight.shape != b.model.get_output_embeddings().weight.shape:
-            notes.append("KL drift not measured: the two checkpoints have different output vocabularies.")
-        else:
-            kl = mean_kl(b.model, m.model, m.tokenizer, heldout.texts, batch_size=batch_size)
-    return ppl, kl, notes
 
 
 def run_audit(
@@ -272,8 +240,9 @@ def run_audit(
     out = check_report_dir(output, *inputs_read, overwrite=overwrite) if output is not None else None
     with timer("inputs"):
         inputs = AuditInputs.build(recs, settings)
-    full_shape = _shape_of(inputs, AuditSettings.preset(reinversion=True), baseline=True)
-    check_names(conditions, full_shape, _shape_of(inputs, settings, baseline=baseline is not None))
+    full_shape = report_shape(inputs, AuditSettings.preset(reinversion=True), baseline=True)
+    planned = report_shape(inputs, settings, baseline=baseline is not None)
+    check_names(conditions, full_shape, planned, figures=all_figures())
 
     progress("loading", 0, 1)
     loaded = {"model": _loaded(model, device, dtype, timer, "load_model")}
@@ -290,7 +259,7 @@ def run_audit(
             timer.timings.update({f"{side}.{k}": v for k, v in times.items()})
     progress("utility", 0, 1)
     with timer("utility"), cpu_threads(loaded["model"].model, settings.threads):
-        ppl, kl, notes = _utility(loaded, held, settings.batch_size)
+        utility = measure_utility(loaded, held.texts, settings.batch_size)
     progress("utility", 1, 1)
 
     lm = loaded["model"]
@@ -308,7 +277,7 @@ def run_audit(
             "heldout": held.source,
         },
     }
-    report = build_report(inputs, settings, sides, ppl, kl, meta=meta, utility_notes=notes)
+    report = build_report(inputs, settings, sides, utility, meta=meta)
     outcomes = evaluate(conditions, report)
     report["gate"] = [{"condition": o.condition.text, "value": o.value, "failed": o.failed} for o in outcomes]
     timer.timings["total"] = round(time.perf_counter() - start, 3)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pii_unlearn.cli.app import Overwrite, StageProgress, command, console, out
@@ -13,27 +14,12 @@ from pii_unlearn.cli.app import Overwrite, StageProgress, command, console, out
 if TYPE_CHECKING:
     from pii_unlearn.audit.runner import AuditResult
 
-#: Rows of the terminal summary: label and key of the figure in each side of report.json.
-_SUMMARY = (
-    ("ERR", "err"),
-    ("FRS", "frs"),
-    ("E-Hit", "e_hit"),
-    ("exposure (bits)", "exposure"),
-    ("MIA AUC", "mia_auc"),
-    ("paraphrase, greedy", "paraphrase_greedy"),
-    ("paraphrase, sampled", "paraphrase_sampled"),
-    ("re-inversion", "reinversion"),
-)
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
 
 def summary_table(report: dict[str, Any]) -> Table:
-    """Each figure overall for the baseline and the model, and the change."""
+    """Every figure of the registry: overall for the baseline and the model, the change, conditioned."""
+    from pii_unlearn.audit.figures import COMPARISON, TARGETS
+    from pii_unlearn.audit.metrics import all_figures
+
     has_base = report.get("baseline") is not None
     table = Table(title="PII leakage and utility", title_justify="left")
     table.add_column("figure")
@@ -43,49 +29,59 @@ def summary_table(report: dict[str, Any]) -> Table:
     if has_base:
         table.add_column("change", justify="right")
     table.add_column("model: conditioned", justify="right")
-    for label, key in _SUMMARY:
-        model = report["model"][key]
-        cells = [label]
+    for fig in all_figures():
+        if fig.kind == COMPARISON:
+            if has_base and fig.key in report:
+                table.add_row(fig.label, "", fig.unit.cell(report[fig.key]), "", "")
+            continue
+        if fig.key not in report["model"]:
+            continue
+        cells = [fig.label]
         if has_base:
-            cells.append(_fmt(report["baseline"][key]["overall"]))
-        cells.append(_fmt(model["overall"]))
+            cells.append(fig.unit.cell(fig.value(report["baseline"])))
+        cells.append(fig.unit.cell(fig.value(report["model"])))
         if has_base:
-            cells.append(_fmt((report["delta"] or {}).get(key, {}).get("overall")))
-        cells.append(_fmt(model["conditioned"]) if model.get("status") != "skipped" else "skipped")
+            cells.append(fig.unit.cell(fig.value(report["delta"])))
+        if fig.kind != TARGETS:
+            cells.append("")
+        elif report["model"][fig.key].get("status") == "skipped":
+            cells.append("skipped")
+        else:
+            cells.append(fig.unit.cell(fig.value(report["model"], "conditioned")))
         table.add_row(*cells)
-    ppl = ["held-out perplexity"]
-    if has_base:
-        ppl.append(_fmt(report["baseline"]["perplexity"], 2))
-    ppl.append(_fmt(report["model"]["perplexity"], 2))
-    if has_base:
-        pct = report.get("ppl_increase_pct")
-        ppl.append(f"{pct:+.2f}%" if pct is not None else "–")
-    table.add_row(*ppl, "")
-    if has_base:
-        table.add_row("KL drift (nats/token)", "", _fmt(report.get("kl_drift"), 5), "", "")
     return table
 
 
 def entity_table(report: dict[str, Any]) -> Table:
-    """ERR, E-Hit, exposure and MIA AUC per entity type; "baseline → model" with a baseline."""
+    """The summary figures per entity type; "baseline → model" with a baseline."""
+    from pii_unlearn.audit.figures import TARGETS
+    from pii_unlearn.audit.metrics import all_figures
+
+    figures = [f for f in all_figures() if f.kind == TARGETS and f.summary and f.key in report["model"]]
     has_base = report.get("baseline") is not None
     table = Table(title="per entity type" + (" (baseline → model)" if has_base else ""), title_justify="left")
     table.add_column("entity type", no_wrap=True)
-    table.add_column("n", justify="right")
-    figures = (("ERR", "err"), ("E-Hit", "e_hit"), ("exposure", "exposure"), ("MIA AUC", "mia_auc"))
-    for label, _ in figures:
-        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    for fig in figures:  # a long label wraps, a cell does not
+        table.add_column(fig.label, justify="right", min_width=11 if has_base else 4)
     for entity, count in report["counts"]["by_entity"].items():
         row = [entity, str(count)]
-        for _, key in figures:
-            model = _fmt(report["model"][key]["by_entity"].get(entity), 2)
-            row.append(
-                f"{_fmt(report['baseline'][key]['by_entity'].get(entity), 2)} → {model}"
-                if has_base
-                else model
-            )
+        for fig in figures:
+            model = fig.unit.cell(report["model"][fig.key]["by_entity"].get(entity), 2)
+            if has_base:
+                model = f"{fig.unit.cell(report['baseline'][fig.key]['by_entity'].get(entity), 2)} → {model}"
+            row.append(model)
         table.add_row(*row)
     return table
+
+
+def skipped_lines(report: dict[str, Any]) -> list[str]:
+    """One line per figure whose measurement did not run, with the reason."""
+    return [
+        f"{key}: skipped ({block.get('reason')})"
+        for key, block in report["model"].items()
+        if isinstance(block, dict) and block.get("status") == "skipped"
+    ]
 
 
 @command("audit")
@@ -185,9 +181,8 @@ def print_result(result: AuditResult) -> None:
     report = result.report
     out.print(summary_table(report))
     out.print(entity_table(report))
-    skipped = [k for _, k in _SUMMARY if report["model"][k].get("status") == "skipped"]
-    for key in skipped:
-        out.print(f"[dim]{key}: skipped ({report['model'][key].get('reason')})[/]", highlight=False)
+    for line in skipped_lines(report):
+        out.print(f"[dim]{escape(line)}[/]", highlight=False)
     out.print(
         f"report written to [bold]{result.output}[/] (report.json, report.html) "
         f"in {report['timings']['total']:.1f}s",

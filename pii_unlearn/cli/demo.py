@@ -13,25 +13,34 @@ from pii_unlearn.cli.app import StageProgress, command, console, out
 if TYPE_CHECKING:
     from pii_unlearn.pipeline import Hooks
 
-#: Figures shown in the demo's before/after table: (metric, part, label, format).
-DEMO_FIGURES: tuple[tuple[str, str, str, str], ...] = (
-    ("err", "overall", "ERR (exact reconstruction), all values", "{:.1%}"),
-    ("err", "conditioned", "ERR, values that follow another PII value", "{:.1%}"),
-    ("e_hit", "overall", "E-Hit (value among 8 samples)", "{:.1%}"),
-    ("exposure", "overall", "exposure (bits)", "{:.2f}"),
-    ("mia_auc", "overall", "membership AUC (Min-K%)", "{:.3f}"),
-    ("perplexity", "value", "held-out perplexity", "{:.2f}"),
-)
-
 
 def _fmt(value: object, pattern: str) -> str:
     return pattern.format(value) if isinstance(value, (int, float)) else "n/a"
 
 
-def figure(report: dict, side: str, metric: str, part: str) -> object:
-    """One figure of an audit report: ``report[side][metric][part]`` (or the plain value)."""
-    value = (report.get(side) or {}).get(metric)
-    return value.get(part) if isinstance(value, dict) else value
+def before_after_table(report: dict[str, Any], method: str) -> Any:
+    """The summary figures of the registry: original and sanitized, all values and conditioned ones."""
+    from rich.table import Table
+
+    from pii_unlearn.audit.figures import TARGETS
+    from pii_unlearn.audit.metrics import all_figures
+
+    table = Table(title=f"PII leakage before and after {method} (audited on the planted records)")
+    table.add_column("figure")
+    table.add_column("original", justify="right")
+    table.add_column("sanitized", justify="right")
+    table.add_column("values after another PII value", justify="right")
+    for fig in all_figures():
+        if not fig.summary or fig.key not in report["model"]:
+            continue
+        base, model = report.get("baseline"), report["model"]
+        conditioned = ""
+        if fig.kind == TARGETS:
+            cond = [fig.unit.compact(fig.value(side, "conditioned")) for side in (base, model)]
+            conditioned = " → ".join(cond)
+        before, after = fig.unit.compact(fig.value(base)), fig.unit.compact(fig.value(model))
+        table.add_row(fig.label, before, after, conditioned)
+    return table
 
 
 class StepPrinter:
@@ -106,8 +115,6 @@ def demo(
     """
     import time
 
-    from rich.table import Table
-
     from pii_unlearn.artifacts import recorded_command
     from pii_unlearn.cli.victim import make_victim
     from pii_unlearn.pipeline import PROGRAM, run_pipeline
@@ -134,14 +141,7 @@ def demo(
             hooks=printer.hooks(),
         )
     report = run.report
-    table = Table(title=f"PII leakage before and after {method} (audited on the planted records)")
-    table.add_column("figure")
-    table.add_column("original", justify="right")
-    table.add_column("sanitized", justify="right")
-    for metric, part, label, pattern in DEMO_FIGURES:
-        before = _fmt(figure(report, "baseline", metric, part), pattern)
-        table.add_row(label, before, _fmt(figure(report, "model", metric, part), pattern))
-    out.print(table)
+    out.print(before_after_table(report, method))
     change = report.get("ppl_increase_pct")
     out.print(
         f"perplexity change {_fmt(change, '{:+.2f}')}%; report: {run.report_dir / 'report.html'}; "
