@@ -393,5 +393,5 @@ def test_cli_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     src = _write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": TEXT}])
     before = src.read_bytes()
     result = CliRunner().invoke(app, ["detect", "-i", str(src), "-o", str(src)])
-    assert result.exit_code == 2 and "overwrite its input" in result.output
+    assert result.exit_code == 2 and "is also an input" in result.output
     assert src.read_bytes() == before

@@ -559,7 +559,7 @@ def test_cli_usage_errors(tmp_path: Path, pii_file: Path) -> None:
     missing = _invoke("-i", str(pii_file), "-o", str(tmp_path / "r.jsonl"), "-p", str(tmp_path / "nope.yaml"))
     assert missing.exit_code == 2 and "no such policy file" in missing.output
     same = _invoke("-i", str(pii_file), "-o", str(pii_file))
-    assert same.exit_code == 2 and "overwrite its input" in same.output
+    assert same.exit_code == 2 and "is also an input" in same.output
     bad = _write_jsonl(tmp_path / "bad.jsonl", [_record("m", [("Ann", "PERSON")], memorization=3)])
     result = _invoke("-i", str(bad), "-o", str(tmp_path / "r.jsonl"))
     assert result.exit_code == 2 and "memorization: must be a number between 0 and 1" in result.output
