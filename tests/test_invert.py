@@ -341,13 +341,14 @@ def test_cli_logit_inverter_trains_saves_and_reuses(victim_dir: Path, tmp_path: 
         (["--set", "refine=maybe"], "--set refine: Input should be a valid boolean"),
         (["--inverter", "{tmp}"], "--inverter: not an option of strategy 'sample'"),
         (["--strategy", "logit-inverter", "--threshold", "0.3"], "--threshold: not an option"),
-        (["--strategy", "logit-inverter", "--inverter", "{tmp}"], "not a saved inverter"),
+        (["--strategy", "logit-inverter", "--inverter", "{tmp}/inv"], "not a saved inverter"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_writes_nothing(
     victim_dir: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
     (tmp_path / "empty.txt").write_text("\n# nothing\n")
+    (tmp_path / "inv").mkdir()
     out = tmp_path / "out.jsonl"
     base = {"--model": str(victim_dir), "--output": str(out)}
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
