@@ -221,3 +221,13 @@ def test_tied_head_is_untied_and_embeddings_survive_save_and_reload(victim_dir: 
     saved = _weights(out)
     assert "lm_head.weight" in saved and _same_bytes(saved["model.embed_tokens.weight"], emb_before)
     assert "input embeddings are unchanged" in (out / "README.md").read_text()
+
+
+def test_aligner_pairs_share_nothing_with_the_demo_victim() -> None:
+    from pii_unlearn.synth.victim import VICTIM_TEMPLATES, VictimConfig, planted_records
+
+    assert not set(ALIGNER_TEMPLATES) & set(VICTIM_TEMPLATES)
+    planted = planted_records(VictimConfig(records=64, seed=0))
+    values = {r.span_text(s) for r in planted for s in r.spans if len(r.span_text(s)) > 6}
+    filled = " ".join(f for _, f in aligner_pairs(512, seed=0))
+    assert not [v for v in values if v in filled]
