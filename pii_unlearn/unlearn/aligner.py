@@ -203,12 +203,14 @@ def train_aligner(
     dropout: float,
     seed: int,
     val_share: float = 0.1,
+    device: Any = "cpu",
 ) -> tuple[Aligner, AlignerFit]:
     """Fit an :class:`Aligner` from ``source`` states to ``target`` states (MSE, Adam), seeded.
 
     A ``val_share`` of the pairs is held out; the fit reports the held-out loss and
     that of the identity map (a state standing in for its twin) in the same
-    standardised units, so the loss has a scale to be read against.
+    standardised units, so the loss has a scale to be read against. Trains on
+    ``device`` (the model's); the returned aligner is on the CPU.
     """
     start = time.perf_counter()
     n, d = source.shape
@@ -224,13 +226,14 @@ def train_aligner(
         aligner.in_scale.copy_(in_scale)
         aligner.out_mean.copy_(out_mean)
         aligner.out_scale.copy_(out_scale)
-        z_src = (source - in_mean) / in_scale
-        z_tgt = (target - out_mean) / out_scale
+        z_src = ((source - in_mean) / in_scale).to(device)
+        z_tgt = ((target - out_mean) / out_scale).to(device)
+        aligner.to(device)
         optimizer = torch.optim.Adam(aligner.net.parameters(), lr=lr)
         aligner.train()
         train_loss = math.nan
         for _ in range(epochs):
-            perm = train[torch.randperm(len(train))]
+            perm = train[torch.randperm(len(train))].to(device)
             total = 0.0
             for idx in batched(perm, batch_size):
                 loss = nn.functional.mse_loss(aligner.net(z_src[idx]), z_tgt[idx])
@@ -242,11 +245,13 @@ def train_aligner(
         aligner.eval()
         with torch.no_grad():
             if n_val:
-                val_loss = float(nn.functional.mse_loss(aligner.net(z_src[val]), z_tgt[val]))
+                v = val.to(device)
+                val_loss = float(nn.functional.mse_loss(aligner.net(z_src[v]), z_tgt[v]))
                 ident = (source[val] - out_mean) / out_scale
-                identity = float(nn.functional.mse_loss(ident, z_tgt[val]))
+                identity = float(nn.functional.mse_loss(ident, z_tgt[v].cpu()))
             else:
                 val_loss = identity = math.nan
+        aligner.to("cpu")
     fit = AlignerFit(
         pairs=n,
         epochs=epochs,

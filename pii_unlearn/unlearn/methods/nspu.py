@@ -33,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pii_unlearn.artifacts import Record
 from pii_unlearn.errors import InputError
+from pii_unlearn.lm import model_device
 from pii_unlearn.pii.anonymize import anonymized_text
 from pii_unlearn.unlearn.aligner import (
     Aligner,
@@ -219,10 +220,11 @@ def nspu_core(
         raise InputError("the forget set is empty")
     fingerprint = model_fingerprint(model, o.layer)
     aligner: Aligner
+    start = time.perf_counter()
     if o.aligner_path:
         aligner, fit = load_aligner(o.aligner_path, fingerprint)
+        fit.seconds = time.perf_counter() - start  # this run's cost: loading, not the saved training
     else:
-        start = time.perf_counter()
         pairs = aligner_pairs(o.aligner_pairs, seed)
         source = pooled_states(model, tokenizer, [a for a, _ in pairs], layer=o.layer)
         target = pooled_states(model, tokenizer, [f for _, f in pairs], layer=o.layer)
@@ -235,6 +237,7 @@ def nspu_core(
             batch_size=o.aligner_batch_size,
             dropout=o.aligner_dropout,
             seed=seed,
+            device=model_device(model),
         )
         fit.seconds += states_s
         if o.save_aligner_path:
