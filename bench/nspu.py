@@ -9,7 +9,8 @@ more for suppression: a short benign fine-tune (every weight, text with no PII)
 after which the conditioned ERR is measured again. A method that removed the
 values should not give them back after a few steps on unrelated text.
 
-Run: ``.venv/bin/python bench/nspu.py [--seeds 0]`` (writes ``bench/nspu.md`` and ``bench/nspu.json``).
+Run: ``.venv/bin/python bench/nspu.py [--seeds 0]`` (writes ``bench/nspu.md`` and ``bench/nspu.json``;
+the findings below the notes mark in ``nspu.md`` are written by hand and kept).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
     ("uncentred, variance 0.95", {"center": False}),
     ("uncentred, rank 16", {"center": False, "variance": 1.0, "max_rank": 16}),
 )
+#: Everything after this line in nspu.md is written by hand and kept when the table is rewritten.
+NOTES_MARK = "<!-- notes: kept when the tables are regenerated -->"
 #: Steps, learning rate and batch size of the benign relearning probe.
 RELEARN_STEPS, RELEARN_LR, RELEARN_BATCH = 20, 5e-4, 8
 
@@ -232,7 +235,10 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
                 lines.append(
                     f"| {s['label']} | {s['k']} | {s['err']:.3f} | {s['cond']:.3f} | {change:+.2f} |"
                 )
-    path.write_text("\n".join(lines) + "\n")
+    notes = ""
+    if path.exists() and NOTES_MARK in path.read_text():
+        notes = NOTES_MARK + path.read_text().split(NOTES_MARK, 1)[1]
+    path.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))
 
 
 def main() -> None:
