@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,6 +42,13 @@ def unlearn(
     save_adapter: Annotated[
         bool, typer.Option(help="Also save the LoRA adapter alone in OUTPUT/adapter.")
     ] = False,
+    aligner: Annotated[
+        Path | None,
+        typer.Option(help="NSPU: reuse the aligner saved in this folder (same model; fingerprint checked)."),
+    ] = None,
+    save_aligner: Annotated[
+        Path | None, typer.Option(help="NSPU: save the trained aligner in this folder for later runs.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling and batching.")] = 0,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps at most.")] = None,
     overwrite: Overwrite = False,
@@ -74,7 +82,13 @@ def unlearn(
     model_options = get_method(method).Options
     fields = model_options.model_fields
     overrides = parse_set(set_ or [], model_options)
-    for flag, key, value in (("--lora/--full", "lora", lora), ("--max-steps", "max_steps", max_steps)):
+    flags = (
+        ("--lora/--full", "lora", lora),
+        ("--max-steps", "max_steps", max_steps),
+        ("--aligner", "aligner_path", str(aligner) if aligner else None),
+        ("--save-aligner", "save_aligner_path", str(save_aligner) if save_aligner else None),
+    )
+    for flag, key, value in flags:
         if value is not None:
             if key not in fields:
                 raise InputError(f"{flag}: method '{method}' has no option {key}")
@@ -94,7 +108,8 @@ def unlearn(
             bar.update(
                 task,
                 completed=r.step,
-                info=f"PII p={r.pii_prob:.3f} ppl={r.ppl:.2f} ({r.ppl_increase_pct:+.1f}%)",
+                info=(f"PII p={r.pii_prob:.3f} " if not math.isnan(r.pii_prob) else "")
+                + f"ppl={r.ppl:.2f} ({r.ppl_increase_pct:+.1f}%)",
             )
 
         path, result = run_unlearn(
@@ -124,7 +139,11 @@ def print_result(path: Path, result: UnlearnResult) -> None:
     )
     if edit.kept is not None and edit.readings:
         first, kept = edit.readings[0], edit.kept
-        out.print(
+        prob = (
             f"forget PII tokens' mean probability {first.pii_prob:.4f} -> {kept.pii_prob:.4f}; "
-            f"benign perplexity {first.ppl:.3f} -> {kept.ppl:.3f} ({kept.ppl_increase_pct:+.2f}%)"
+            if not math.isnan(first.pii_prob)
+            else ""
+        )
+        out.print(
+            f"{prob}benign perplexity {first.ppl:.3f} -> {kept.ppl:.3f} ({kept.ppl_increase_pct:+.2f}%)"
         )
