@@ -101,7 +101,7 @@ def relearn_err(checkpoint: Path, planted: Path, seed: int) -> float:
 
 def greedy_err(model: Any, tokenizer: Any, planted: Path) -> tuple[float, float]:
     """Share of the planted values greedy decoding reproduces: all targets, and the conditioned ones."""
-    from pii_unlearn.audit.targets import extraction_targets, greedy_hits
+    from pii_unlearn.extraction import extraction_targets, greedy_hits
 
     targets = extraction_targets(read_records(planted))
     hits = [h for h, _ in greedy_hits(model, tokenizer, targets, batch_size=64)]

@@ -30,7 +30,8 @@ from torch import nn
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import batched, encode, model_device, pad_right
 from pii_unlearn.pii.anonymize import anonymized_text
-from pii_unlearn.synth.fake import fake_value, fill_template, make_faker, template_slots
+from pii_unlearn.pii.fakes import fake_value, make_faker
+from pii_unlearn.synth.fake import fill_template, template_slots
 
 #: Files of a saved aligner.
 WEIGHTS_FILE, META_FILE = "aligner.safetensors", "aligner.json"
