@@ -26,8 +26,16 @@ class RetainOptions(Options):
     )
     retain_samples: int = Field(64, ge=4, description="samples drawn for the generated retain set")
     retain_max_new_tokens: int = Field(64, ge=8, description="length of each generated retain sample")
+    guard_source: Literal["builtin", "retain"] = Field(
+        "builtin",
+        description="without --retain, the utility guard reads the built-in benign paragraphs, or a "
+        "held-out split of the retain text (in-domain; see the README before choosing it)",
+    )
     guard_texts: int = Field(
-        16, ge=2, description="retain texts held out (never trained on) for the utility guard"
+        16,
+        ge=2,
+        description="texts of --retain (or of the retain text, with guard_source=retain) "
+        "held out for the utility guard",
     )
     ppl_limit_pct: float = Field(
         2.0, ge=0, description="stop before held-out retain perplexity rises more than this (percent)"

@@ -185,13 +185,15 @@ def collate(examples: Sequence[ForgetExample], pad_id: int, device: Any) -> dict
 class RetainData:
     """Benign text for a method's retain term and its utility guard, built on first use.
 
-    ``texts`` are the user's (``--retain``); without them the retain text is the
-    original model's own samples with detected PII masked (``retain_source=generated``,
-    data-free and in-domain) or the built-in paragraphs. Either way the guard reads a
-    held-out split that the retain term never trains on, so utility is measured on
-    text like the model's own, not on a generic set it may never have fitted.
-    Ask for :meth:`examples` before changing the model: generated text must come from
-    the original weights.
+    ``texts`` are the user's (``--retain``): the guard reads a held-out split of them
+    that the retain term never trains on. Without them the retain text is the original
+    model's own samples with detected PII masked (``retain_source=generated``,
+    data-free and in-domain) or the built-in paragraphs, and the guard reads the
+    built-in paragraphs (``guard_source=builtin``) or a held-out split of the retain
+    text (``guard_source=retain``; in-domain, but on a model that memorised its
+    training text its own samples are largely memorised text, whose perplexity any
+    unlearning raises). Ask for :meth:`examples` before changing the model: generated
+    text must come from the original weights.
     """
 
     texts: Sequence[str] | None = None
@@ -210,6 +212,7 @@ class RetainData:
             options.retain_samples,
             options.retain_max_new_tokens,
             options.guard_texts,
+            options.guard_source,
             seed,
         )
         if key not in self._cache:
@@ -227,5 +230,9 @@ class RetainData:
                 )
             else:
                 items = retain_from_texts(retain_texts(None), tokenizer, MAX_TRAIN_TOKENS)
-            self._cache[key] = split_guard(items, options.guard_texts)
+            if self.texts is not None or options.guard_source == "retain":
+                self._cache[key] = split_guard(items, options.guard_texts)
+            else:
+                builtin = retain_from_texts(retain_texts(None), tokenizer, MAX_TRAIN_TOKENS)
+                self._cache[key] = (items, builtin)
         return self._cache[key]
