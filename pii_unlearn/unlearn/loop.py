@@ -170,11 +170,20 @@ def run_loop(
     seed: int,
     device: str,
     progress: ReadingCallback | None = None,
+    baseline_ppl: float | None = None,
+    probe_examples: Sequence[ForgetExample] | None = None,
 ) -> EditResult:
     """Train ``model`` with ``method``'s forget loss; return the (possibly peft-wrapped) model and readings.
 
     The method's :meth:`~GradientMethod.prepare` hook gives any per-example values its
     loss needs (reference log-likelihoods, say); they reach the loss as batch tensors.
+
+    ``baseline_ppl`` is the held-out perplexity the utility guard compares with
+    (default: the first reading's); a method that changes the model before the loop
+    (SANI erases neurons) passes the original model's. ``probe_examples`` are the
+    examples whose PII tokens the probability guard reads (default: ``forget``, the
+    examples trained on). A reading within the utility limit is always preferred to
+    one outside it; among readings on the same side, the method's ``better`` decides.
     """
     from accelerate import Accelerator
 
@@ -200,7 +209,7 @@ def run_loop(
 
     def reading(step: int, loss: float | None, base_ppl: float) -> GuardReading:
         unwrapped.eval()
-        prob = pii_probability(unwrapped, forget, pad, dev)
+        prob = pii_probability(unwrapped, probes, pad, dev)
         ppl = kept_perplexity(unwrapped, guard_examples, pad, dev)
         err = None
         if forget_targets:
@@ -213,11 +222,15 @@ def run_loop(
     def forgotten(r: GuardReading) -> bool:
         return method.stops_when_forgotten and method.forgotten(r)
 
-    first = reading(0, None, float("nan"))
-    base_ppl = first.ppl
-    first.ppl_increase_pct = 0.0
+    probes = list(probe_examples) if probe_examples is not None else forget
+    given_base = baseline_ppl is not None and math.isfinite(baseline_ppl) and baseline_ppl > 0
+    first = reading(0, None, baseline_ppl if given_base else float("nan"))
+    base_ppl = baseline_ppl if given_base else first.ppl
+    if not given_base:
+        first.ppl_increase_pct = 0.0
     readings = [first]
     kept, best_state = first, _trainable_state(unwrapped)
+    kept_within = first.ppl_increase_pct <= s.ppl_limit_pct
     if progress:
         progress(first)
     stop_reason = "max_steps"
@@ -259,9 +272,9 @@ def run_loop(
             if progress:
                 progress(r)
             within = r.ppl_increase_pct <= s.ppl_limit_pct
-            if within and method.better(r, kept):
-                kept, best_state = r, _trainable_state(unwrapped)
-            if not within:
+            if (within and not kept_within) or (within == kept_within and method.better(r, kept)):
+                kept, best_state, kept_within = r, _trainable_state(unwrapped), within
+            if not within and method.stops_at_utility_limit:
                 stop_reason = "utility_limit"
                 break
             if forgotten(r):

@@ -32,6 +32,9 @@ class GradientMethod(Method):
     options: GradientOptions
     #: Whether the loop stops once the forget set reads as forgotten (see :meth:`forgotten`).
     stops_when_forgotten: ClassVar[bool] = True
+    #: Whether the loop stops at the first reading past the utility limit (a method
+    #: whose perplexity starts high and falls, such as SANI's repair, runs on).
+    stops_at_utility_limit: ClassVar[bool] = True
 
     def examples(self, records: Sequence[Record], tokenizer: Any, seed: int) -> list[ForgetExample]:
         """The forget examples this method trains on."""
