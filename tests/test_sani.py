@@ -266,3 +266,20 @@ def test_sani_guards_against_the_original_model_and_records_what_it_erased(victi
     assert kept is not None and kept.ppl == min(r.ppl for r in result.edit.readings)
     lines = "\n".join(result.method.card_lines(result.edit))
     assert "Erased: " in lines and "loss off on PII tokens" in lines and "vs original" in lines
+
+
+def test_retain_only_repair_never_sees_the_forget_records(victim_dir: Path) -> None:
+    loaded = load_model(victim_dir, device="cpu")
+    records = read_records(victim_dir / PLANTED_FILE)[:6]
+    options = SaniOptions(
+        max_steps=1,
+        eval_every=1,
+        retain_source="builtin",
+        guard_texts=4,
+        repair_on_forget=False,
+        fraction=0.1,
+    )
+    result = unlearn_model(loaded.model, loaded.tokenizer, records, method="sani", options=options)
+    repair = result.edit.details["repair_examples"]
+    assert repair["forget"] == 0 and repair["retain"] > 0
+    assert result.edit.forget_count == len(records)

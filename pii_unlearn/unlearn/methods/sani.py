@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 
 from pii_unlearn.artifacts import Record
 from pii_unlearn.audit.targets import extraction_targets
+from pii_unlearn.errors import InputError
 from pii_unlearn.options import with_defaults
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainData
@@ -72,6 +73,11 @@ class SaniOptions(
         "the forget set's PII tokens relative to benign tokens (DEPN-style)",
     )
     attribution_batch_size: int = Field(8, ge=1, description="forget records per batch when scoring neurons")
+    repair_on_forget: bool = Field(
+        True,
+        description="repair on the forget records (PII masked out of the loss) as well as the retain text; "
+        "off: retain text only, so the repair never sees the forget records' context",
+    )
 
     @field_validator("kl_weight")
     @classmethod
@@ -123,6 +129,13 @@ class Sani(GradientMethod):
         # Retain text and the guard's baseline come from the original weights, before the erase.
         retain_examples, guard = retain.examples(model, tokenizer, o, seed)
         examples = self.examples(forget, tokenizer, seed)
+        # The repair corpus: retain text's PII tokens (detected, keep = 0) are masked like the records'.
+        corpus = (examples if o.repair_on_forget else []) + [
+            ForgetExample(f"retain-{i}", e.input_ids, [1 - k for k in e.keep])
+            for i, e in enumerate(retain_examples)
+        ]
+        if not corpus:
+            raise InputError("sani: the repair corpus is empty (no retain text and repair_on_forget is off)")
         model.eval()
         original_ppl = kept_perplexity(model, guard, pad, dev)
         original_prob = pii_probability(model, examples, pad, dev)
@@ -135,10 +148,6 @@ class Sani(GradientMethod):
         reset_neurons(blocks, picks, seed)
         erase_seconds = time.perf_counter() - start
 
-        corpus = examples + [
-            ForgetExample(f"retain-{i}", e.input_ids, [1 - k for k in e.keep])
-            for i, e in enumerate(retain_examples)
-        ]
         used = {e.record_id for e in examples}
         targets = extraction_targets([r for r in forget if r.id in used and r.spans])
         result = run_loop(
@@ -173,7 +182,10 @@ class Sani(GradientMethod):
             "erased_ppl": result.readings[0].ppl,
             "original_pii_prob": original_prob,
             "erased_pii_prob": result.readings[0].pii_prob,
-            "repair_examples": {"forget": len(examples), "retain": len(retain_examples)},
+            "repair_examples": {
+                "forget": len(examples) if o.repair_on_forget else 0,
+                "retain": len(retain_examples),
+            },
             "within_utility_limit": bool(kept is not None and kept.ppl_increase_pct <= o.ppl_limit_pct),
         }
         return result
