@@ -8,7 +8,8 @@ reproduces right after the erase, before any repair.
 
 Run: ``.venv/bin/python bench/sani.py [--work DIR] [--only NAME ...]`` (writes
 ``bench/sani.md`` and ``bench/sani.json``; a ``--work`` folder with a victim and
-``risk.jsonl`` already in it is reused).
+``risk.jsonl`` already in it is reused; with ``--only``, the other rows of an existing
+``sani.json`` are kept).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ RUNS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("sani K=1, 0.1, random", "sani", {"fraction": 0.1}),
     ("sani K=2, 0.1, attribution", "sani", {"blocks": 2, "fraction": 0.1, "select": "attribution"}),
     ("sani K=4 (all), 0.5, attribution", "sani", {"blocks": 4, "select": "attribution"}),
+    (
+        "sani K=4 (all), 0.5, attribution, retain-only repair",
+        "sani",
+        {"blocks": 4, "select": "attribution", "repair_on_forget": False},
+    ),
 )
 #: (column, report path, format)
 FIGURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -81,10 +87,15 @@ def run(work: Path, only: list[str] | None) -> list[dict[str, Any]]:
     victim = prepare(work)
     planted, heldout = victim / PLANTED_FILE, victim / HELDOUT_FILE
     here = Path(__file__).parent
-    rows = [{"run": "original", "figures": audit_row(victim, planted, heldout)}]
+    saved = here / "sani.json"
+    old = json.loads(saved.read_text()) if only and saved.exists() else []
+    if old and old[0]["run"] == "original":
+        rows = [r for r in old if r["run"] not in (only or [])]
+    else:
+        rows = [{"run": "original", "figures": audit_row(victim, planted, heldout)}]
     base_ppl = rows[0]["figures"]["ppl"]
     for name, method, overrides in RUNS:
-        if only and not any(o in name for o in only):
+        if only and name not in only:
             continue
         out = work / f"out-{len(rows)}"
         t = time.perf_counter()
@@ -152,7 +163,7 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, help="work folder (kept; reused when it holds a victim)")
-    parser.add_argument("--only", nargs="+", help="run only the rows whose name contains one of these")
+    parser.add_argument("--only", nargs="+", help="run only the rows of these exact names")
     args = parser.parse_args()
     if args.work:
         args.work.mkdir(parents=True, exist_ok=True)
