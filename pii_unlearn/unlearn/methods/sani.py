@@ -167,6 +167,10 @@ class Sani(GradientMethod):
         result.seconds = time.perf_counter() - start
         result.forget_count = len(examples)
         kept = result.kept
+        within = bool(kept is not None and kept.ppl_increase_pct <= o.ppl_limit_pct)
+        if not within:
+            # The repair never brought held-out perplexity back within the limit: say so.
+            result.stop_reason = f"{result.stop_reason}, over_utility_limit"
         result.details = {
             "select": o.select,
             "seed": seed,
@@ -186,7 +190,7 @@ class Sani(GradientMethod):
                 "forget": len(examples) if o.repair_on_forget else 0,
                 "retain": len(retain_examples),
             },
-            "within_utility_limit": bool(kept is not None and kept.ppl_increase_pct <= o.ppl_limit_pct),
+            "within_utility_limit": within,
         }
         return result
 
