@@ -47,7 +47,14 @@ RUNS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "sani",
         {"blocks": 4, "select": "attribution", "repair_on_forget": False},
     ),
+    (
+        "sani K=4 (all), 0.5, attribution, 120 steps",
+        "sani",
+        {"blocks": 4, "select": "attribution", "max_steps": 120, "eval_every": 10},
+    ),
 )
+#: Text after this mark in ``sani.md`` is written by hand and kept when the table is regenerated.
+NOTES = "<!-- notes -->"
 #: (column, report path, format)
 FIGURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("ERR", ("err", "overall"), "{:.3f}"),
@@ -117,6 +124,7 @@ def run(work: Path, only: list[str] | None) -> list[dict[str, Any]]:
             "kept_step": edit.kept.step if edit.kept else None,
             "erased_err": edit.readings[0].forget_err if method == "sani" else None,
             "guard_ppl_pct": edit.kept.ppl_increase_pct if edit.kept else None,
+            "readings": [[r.step, r.ppl_increase_pct, r.forget_err, r.pii_prob] for r in edit.readings],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -157,14 +165,39 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
             "n/a" if r.get("guard_ppl_pct") is None else f"{r['guard_ppl_pct']:+.1f}",
         ]
         lines.append(f"| {r['run']} | " + " | ".join(cells + extra) + " |")
-    path.write_text("\n".join(lines) + "\n")
+    lines += [
+        "",
+        "Stop reasons: " + "; ".join(f"{r['run']}: {r['stop']}" for r in rows if r.get("stop")) + ".",
+    ]
+    lines += [
+        "",
+        "## Guard readings over the run",
+        "",
+        "Each reading as `step: guard perplexity change vs the original model / ERR on the forget "
+        "set's values` (the loop's own readings; step 0 is the erased model for SANI).",
+        "",
+    ]
+    for r in rows:
+        if r.get("readings"):
+            steps = ", ".join(f"{s}: {p:+.1f}% / {e:.3f}" for s, p, e, _ in r["readings"] if e is not None)
+            lines.append(f"- {r['run']}: {steps}")
+    notes = ""
+    if path.exists():
+        _, mark, notes = path.read_text().partition(NOTES)
+        notes = notes if mark else ""
+    path.write_text("\n".join(lines) + "\n\n" + NOTES + notes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, help="work folder (kept; reused when it holds a victim)")
     parser.add_argument("--only", nargs="+", help="run only the rows of these exact names")
+    parser.add_argument("--table-only", action="store_true", help="rewrite sani.md from sani.json")
     args = parser.parse_args()
+    here = Path(__file__).parent
+    if args.table_only:
+        write_table(json.loads((here / "sani.json").read_text()), here / "sani.md")
+        return
     if args.work:
         args.work.mkdir(parents=True, exist_ok=True)
         run(args.work, args.only)
