@@ -271,7 +271,15 @@ def test_sani_guards_against_the_original_model_and_records_what_it_erased(victi
     assert "Erased: " in lines and "loss off on PII tokens" in lines and "vs original" in lines
 
 
-def test_retain_only_repair_never_sees_the_forget_records(victim_dir: Path) -> None:
+def test_retain_only_repair_never_sees_the_forget_records(
+    victim_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pii_unlearn.unlearn.loop as loop
+
+    def no_copy(*_args: Any) -> None:
+        raise AssertionError("SANI's full fine-tune must not copy the model for an unused reference")
+
+    monkeypatch.setattr(loop, "Reference", no_copy)
     loaded = load_model(victim_dir, device="cpu")
     records = read_records(victim_dir / PLANTED_FILE)[:6]
     options = SaniOptions(

@@ -195,7 +195,12 @@ def run_loop(
     bf16 = (not cpu) and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
     model = wrap_trainable(model, s)
-    reference = Reference(model, s.lora)
+    from pii_unlearn.unlearn.methods.gradient import GradientMethod as _Shared
+
+    # Under a full fine-tune the reference is a frozen copy of the whole model: make it only
+    # when something reads it (the KL term, or a method's own prepare hook).
+    uses_reference = s.kl_weight > 0 or type(method).prepare is not _Shared.prepare
+    reference = Reference(model, s.lora) if uses_reference else None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
@@ -258,6 +263,7 @@ def run_loop(
                         kl_order.extend(rng.sample(range(len(kl_examples)), len(kl_examples)))
                     pick, kl_order = kl_order[: s.retain_batch_size], kl_order[s.retain_batch_size :]
                     rb = collate_retain([kl_examples[i] for i in pick], pad, dev)
+                    assert reference is not None
                     ref = reference.logits(rb["input_ids"], rb["attention_mask"])
                     cur = model(input_ids=rb["input_ids"], attention_mask=rb["attention_mask"]).logits
                     loss = loss + s.kl_weight * kl_to_reference(cur, ref, rb["keep"])

@@ -53,7 +53,8 @@ class GradientMethod(Method):
         """Per-example values the loss needs, by batch key (one value per example, in order).
 
         ``reference`` is the frozen starting model
-        (:class:`pii_unlearn.unlearn.loop.Reference`). Default: none.
+        (:class:`pii_unlearn.unlearn.loop.Reference`); the loop builds it for a method
+        that overrides this hook (and for the KL term), else passes ``None``. Default: none.
         """
         return {}
 
