@@ -26,13 +26,41 @@ from pii_unlearn.errors import InputError
 PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 
 #: Per model family: the MLP's input and output projections (LoRA targets by default,
-#: and the rows/columns SANI re-initialises), and the attribute path to the blocks.
+#: and the rows/columns SANI re-initialises), the attribute path to the blocks and the
+#: MLP's attribute in a block. ``out_init_depth_scaled`` marks families whose own
+#: initialisation divides the MLP output projection's std by sqrt(2 * layers) (GPT-2).
 ARCHITECTURE_MODULES: dict[str, dict[str, Any]] = {
-    "gpt_neox": {"mlp_in": ["dense_h_to_4h"], "mlp_out": ["dense_4h_to_h"], "blocks": "gpt_neox.layers"},
-    "llama": {"mlp_in": ["gate_proj", "up_proj"], "mlp_out": ["down_proj"], "blocks": "model.layers"},
-    "mistral": {"mlp_in": ["gate_proj", "up_proj"], "mlp_out": ["down_proj"], "blocks": "model.layers"},
-    "qwen2": {"mlp_in": ["gate_proj", "up_proj"], "mlp_out": ["down_proj"], "blocks": "model.layers"},
-    "gpt2": {"mlp_in": ["c_fc"], "mlp_out": ["c_proj"], "blocks": "transformer.h"},
+    "gpt_neox": {
+        "mlp_in": ["dense_h_to_4h"],
+        "mlp_out": ["dense_4h_to_h"],
+        "blocks": "gpt_neox.layers",
+        "mlp": "mlp",
+    },
+    "llama": {
+        "mlp_in": ["gate_proj", "up_proj"],
+        "mlp_out": ["down_proj"],
+        "blocks": "model.layers",
+        "mlp": "mlp",
+    },
+    "mistral": {
+        "mlp_in": ["gate_proj", "up_proj"],
+        "mlp_out": ["down_proj"],
+        "blocks": "model.layers",
+        "mlp": "mlp",
+    },
+    "qwen2": {
+        "mlp_in": ["gate_proj", "up_proj"],
+        "mlp_out": ["down_proj"],
+        "blocks": "model.layers",
+        "mlp": "mlp",
+    },
+    "gpt2": {
+        "mlp_in": ["c_fc"],
+        "mlp_out": ["c_proj"],
+        "blocks": "transformer.h",
+        "mlp": "mlp",
+        "out_init_depth_scaled": True,
+    },
 }
 
 

@@ -170,11 +170,20 @@ def run_loop(
     seed: int,
     device: str,
     progress: ReadingCallback | None = None,
+    baseline_ppl: float | None = None,
+    probe_examples: Sequence[ForgetExample] | None = None,
 ) -> EditResult:
     """Train ``model`` with ``method``'s forget loss; return the (possibly peft-wrapped) model and readings.
 
     The method's :meth:`~GradientMethod.prepare` hook gives any per-example values its
     loss needs (reference log-likelihoods, say); they reach the loss as batch tensors.
+
+    ``baseline_ppl`` is the held-out perplexity the utility guard compares with
+    (default: the first reading's); a method that changes the model before the loop
+    (SANI erases neurons) passes the original model's. ``probe_examples`` are the
+    examples whose PII tokens the probability guard reads (default: ``forget``, the
+    examples trained on). A reading within the utility limit is always preferred to
+    one outside it; among readings on the same side, the method's ``better`` decides.
     """
     from accelerate import Accelerator
 
@@ -186,7 +195,12 @@ def run_loop(
     bf16 = (not cpu) and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
     model = wrap_trainable(model, s)
-    reference = Reference(model, s.lora)
+    from pii_unlearn.unlearn.methods.gradient import GradientMethod as _Shared
+
+    # Under a full fine-tune the reference is a frozen copy of the whole model: make it only
+    # when something reads it (the KL term, or a method's own prepare hook).
+    uses_reference = s.kl_weight > 0 or type(method).prepare is not _Shared.prepare
+    reference = Reference(model, s.lora) if uses_reference else None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
@@ -200,7 +214,7 @@ def run_loop(
 
     def reading(step: int, loss: float | None, base_ppl: float) -> GuardReading:
         unwrapped.eval()
-        prob = pii_probability(unwrapped, forget, pad, dev)
+        prob = pii_probability(unwrapped, probes, pad, dev)
         ppl = kept_perplexity(unwrapped, guard_examples, pad, dev)
         err = None
         if forget_targets:
@@ -213,11 +227,15 @@ def run_loop(
     def forgotten(r: GuardReading) -> bool:
         return method.stops_when_forgotten and method.forgotten(r)
 
-    first = reading(0, None, float("nan"))
-    base_ppl = first.ppl
-    first.ppl_increase_pct = 0.0
+    probes = list(probe_examples) if probe_examples is not None else forget
+    given_base = baseline_ppl is not None and math.isfinite(baseline_ppl) and baseline_ppl > 0
+    first = reading(0, None, baseline_ppl if given_base else float("nan"))
+    base_ppl = baseline_ppl if given_base else first.ppl
+    if not given_base:
+        first.ppl_increase_pct = 0.0
     readings = [first]
     kept, best_state = first, _trainable_state(unwrapped)
+    kept_within = first.ppl_increase_pct <= s.ppl_limit_pct
     if progress:
         progress(first)
     stop_reason = "max_steps"
@@ -245,6 +263,7 @@ def run_loop(
                         kl_order.extend(rng.sample(range(len(kl_examples)), len(kl_examples)))
                     pick, kl_order = kl_order[: s.retain_batch_size], kl_order[s.retain_batch_size :]
                     rb = collate_retain([kl_examples[i] for i in pick], pad, dev)
+                    assert reference is not None
                     ref = reference.logits(rb["input_ids"], rb["attention_mask"])
                     cur = model(input_ids=rb["input_ids"], attention_mask=rb["attention_mask"]).logits
                     loss = loss + s.kl_weight * kl_to_reference(cur, ref, rb["keep"])
@@ -259,9 +278,9 @@ def run_loop(
             if progress:
                 progress(r)
             within = r.ppl_increase_pct <= s.ppl_limit_pct
-            if within and method.better(r, kept):
-                kept, best_state = r, _trainable_state(unwrapped)
-            if not within:
+            if (within and not kept_within) or (within == kept_within and method.better(r, kept)):
+                kept, best_state, kept_within = r, _trainable_state(unwrapped), within
+            if not within and method.stops_at_utility_limit:
                 stop_reason = "utility_limit"
                 break
             if forgotten(r):

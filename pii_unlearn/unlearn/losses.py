@@ -96,3 +96,14 @@ def dpo(
     """DPO: ``-log sigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected)))``, weighted mean."""
     margin = (chosen - ref_chosen) - (rejected - ref_rejected)
     return weighted_mean(-F.logsigmoid(beta * margin), weights)
+
+
+def non_pii_nll(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean NLL over the batch's non-PII target tokens: PII is context, never a target (labels -100).
+
+    Tokens are pooled (each sequence counts by its length), scaled by the per-sample weights.
+    """
+    nll = token_nll(logits, batch["input_ids"])
+    _, other = target_masks(batch)
+    weighted = other * batch["weights"].float().unsqueeze(-1)
+    return (nll * weighted).sum() / weighted.sum().clamp(min=1e-8)

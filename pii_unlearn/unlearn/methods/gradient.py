@@ -32,6 +32,9 @@ class GradientMethod(Method):
     options: GradientOptions
     #: Whether the loop stops once the forget set reads as forgotten (see :meth:`forgotten`).
     stops_when_forgotten: ClassVar[bool] = True
+    #: Whether the loop stops at the first reading past the utility limit (a method
+    #: whose perplexity starts high and falls, such as SANI's repair, runs on).
+    stops_at_utility_limit: ClassVar[bool] = True
 
     def examples(self, records: Sequence[Record], tokenizer: Any, seed: int) -> list[ForgetExample]:
         """The forget examples this method trains on."""
@@ -50,7 +53,8 @@ class GradientMethod(Method):
         """Per-example values the loss needs, by batch key (one value per example, in order).
 
         ``reference`` is the frozen starting model
-        (:class:`pii_unlearn.unlearn.loop.Reference`). Default: none.
+        (:class:`pii_unlearn.unlearn.loop.Reference`); the loop builds it for a method
+        that overrides this hook (and for the KL term), else passes ``None``. Default: none.
         """
         return {}
 
