@@ -35,6 +35,9 @@ RUNS: tuple[tuple[str, str, str], ...] = (
     ("dfsu (oracle)", "dfsu", "oracle"),
     ("ga (data-free)", "ga", "free"),
     ("npo (data-free)", "npo", "free"),
+    ("unpii-npo (data-free)", "unpii-npo", "free"),
+    ("sani (data-free)", "sani", "free"),
+    ("nspu (data-free)", "nspu", "free"),
 )
 #: (column, report path) of the figures in the table.
 FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
