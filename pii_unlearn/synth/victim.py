@@ -242,11 +242,11 @@ class VictimConfig:
     def for_base(cls, base: str | Path, **overrides: Any) -> VictimConfig:
         """Defaults for fine-tuning a pretrained ``base`` on 2 CPU cores (few records, full fine-tune)."""
         settings: dict[str, Any] = {
-            "records": 32,
-            "filler": 32,
+            "records": 16,
+            "filler": 16,
             "heldout": 32,
-            "lr": 1e-4,
-            "warmup_steps": 4,
+            "lr": 3e-4,
+            "warmup_steps": 2,
             "batch_size": 8,
             "max_length": 64,
             "max_epochs": 60,
