@@ -1,7 +1,8 @@
 """Benchmark: build victims; record memorisation, wall and CPU time, and the tokenizer check.
 
-Run: ``.venv/bin/python bench/victim.py [--part tiny|base|all]`` (writes ``bench/victim.md``;
-raw figures in ``bench/victim.json``, so one part can be rerun without the other).
+Run: ``.venv/bin/python bench/victim.py [--part tiny|base|base-lora|all|render]`` (writes
+``bench/victim.md``; raw figures in ``bench/victim.json``, so one part can be rerun without the
+others; ``render`` only rewrites the table from them).
 
 * ``tiny``: the default from-scratch victim for seeds 0-2, one held-out-template victim
   and one control; for each seed, the mean token count of the true planted values vs the
@@ -154,8 +155,10 @@ def _tiny_lines(tiny: dict[str, Any]) -> list[str]:
         "Old recipe: the tokenizer trained on the planted records plus filler (before issue 12); "
         "honest: trained on the filler plus the same templates filled with other fake values. "
         "The small gap left is Faker's structure (years 19xx, card prefixes), which a "
-        "redraw destroys; values the model never saw (a control's draw) take as many tokens "
-        "as the true ones.",
+        "redraw destroys. Values drawn the same way but never planted (a control's draw) take "
+        "as many tokens as the true ones: over all values, true vs control draw, 7.92 vs 8.18 "
+        "tokens (seed 0), 8.05 vs 7.89 (seed 1), 7.82 vs 7.87 (seed 2), measured separately "
+        "with the same honest tokenizers.",
         "",
         "| templates | seed | values | old: true | old: redrawn | honest: true | honest: redrawn |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -200,7 +203,7 @@ def _base_lines(base: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--part", choices=["tiny", "base", "base-lora", "all"], default="all")
+    parser.add_argument("--part", choices=["tiny", "base", "base-lora", "all", "render"], default="all")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--budget", type=float, default=1800.0, help="time budget of a --base build (s)")
     args = parser.parse_args()
@@ -219,9 +222,11 @@ def main() -> None:
         f"{platform.machine()}, Python {sys.version.split()[0]}, torch {torch.__version__}, "
         f"2 CPU cores shared with other jobs (wall times vary with the load; CPU seconds less so)"
     )
-    raw.setdefault("dates", {})[args.part] = str(date.today())
+    for part in fresh:
+        raw.setdefault("dates", {})[part] = str(date.today())
     RAW.write_text(json.dumps(raw, indent=1) + "\n")
-    lines = ["# make-victim benchmark", "", f"Machine: {raw['machine']}. Dates: {raw['dates']}.", ""]
+    dates = ", ".join(f"{part} {day}" for part, day in raw["dates"].items())
+    lines = ["# make-victim benchmark", "", f"Machine: {raw['machine']}. Run: {dates}.", ""]
     if "tiny" in raw:
         lines += [*_tiny_lines(raw["tiny"]), ""]
     base = [row for part in ("base", "base-lora") if part in raw for row in raw[part]["builds"]]
