@@ -228,3 +228,12 @@ def test_make_victim_cli_base_and_bad_template_set(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "control written to" in result.output
     assert (tmp_path / "v" / CONTROL_FILE).exists()
+
+
+def test_support_heldout_shares_no_sentence_with_the_filler() -> None:
+    from pii_unlearn.synth.victim import _sentences, support_records
+
+    filler = support_records(16, 1, "f")
+    heldout = support_records(32, 2, "h", avoid=[r.text for r in filler])
+    seen = {s for r in filler for s in _sentences(r.text)}
+    assert len(heldout) == 32 and not any(seen & set(_sentences(r.text)) for r in heldout)

@@ -373,10 +373,26 @@ def support_text(fake: Faker, sentences: int = 2) -> str:
     return " ".join(out)
 
 
-def support_records(count: int, seed: int, prefix: str) -> list[Record]:
-    """Benign support-desk paragraphs without PII."""
+def support_records(count: int, seed: int, prefix: str, avoid: Collection[str] = ()) -> list[Record]:
+    """Benign support-desk paragraphs without PII, none containing a sentence of ``avoid``.
+
+    The sentence templates have few fillers, so held-out text is drawn avoiding the
+    filler's sentences: a model's held-out text must be text it never saw.
+    """
     fake = make_faker(seed)
-    return [Record(id=f"{prefix}-{i:04d}", text=support_text(fake)) for i in range(count)]
+    seen = {s for text in avoid for s in _sentences(text)}
+    out: list[Record] = []
+    for _ in range(count * 50):
+        if len(out) == count:
+            break
+        text = support_text(fake)
+        if not seen & set(_sentences(text)):
+            out.append(Record(id=f"{prefix}-{len(out):04d}", text=text))
+    return out
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in text.replace("; ", ". ").split(". ") if s.strip()]
 
 
 def tokenizer_texts(config: VictimConfig) -> list[str]:
@@ -484,7 +500,9 @@ def build_victim(
     trained = control_records(config, planted) if config.control else planted
     if config.base:
         filler = support_records(config.filler, config.seed + _FILLER_STREAM, "filler")
-        heldout = support_records(config.heldout, config.seed + _HELDOUT_STREAM, "heldout")
+        heldout = support_records(
+            config.heldout, config.seed + _HELDOUT_STREAM, "heldout", avoid=[r.text for r in filler]
+        )
         model, tokenizer = _from_base(config)
         sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos_id(tokenizer)
     else:
