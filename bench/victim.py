@@ -180,7 +180,10 @@ def _base_lines(base: dict[str, Any]) -> list[str]:
         "paragraphs, batch 8, sequences <= 64 tokens, AdamW (full: lr 3e-4; LoRA: 1e-3), "
         "greedy check every 3 epochs, stop at "
         ">= 90% of conditioned values or the time budget. The base's own tokenizer (SmolLM2 "
-        "splits digits into single tokens, so there is no tokenizer confound at all).",
+        "splits digits into single tokens, so there is no tokenizer confound at all). "
+        f"{base['threads']} torch thread(s); the machine's load average was 5-11 during these "
+        "runs (other jobs), so wall time is several times the CPU time; on an idle 2-core "
+        "machine expect about the CPU time.",
         "",
         "| training | lr | params | epochs | steps | conditioned targets | greedy ERR | "
         "build wall (s) | CPU (s) |",
@@ -231,7 +234,8 @@ def main() -> None:
         lines += [*_tiny_lines(raw["tiny"]), ""]
     base = [row for part in ("base", "base-lora") if part in raw for row in raw[part]["builds"]]
     if base:
-        lines += [*_base_lines({"builds": base, "base": raw["base"]["base"]}), ""]
+        first = raw.get("base") or raw["base-lora"]
+        lines += [*_base_lines({"builds": base, "base": first["base"], "threads": first["threads"]}), ""]
     (HERE / "victim.md").write_text("\n".join(lines))
 
 
