@@ -94,6 +94,7 @@ def is_number(x: Any) -> bool:
 SHARE = Unit("share of values", 3, "{:.1%}", (0.0, 1.0), 0, hit=True)
 SIMILARITY = Unit("similarity (0 to 1)", 3, "{:.3f}", (0.0, 1.0), 2)
 BITS = Unit("bits", 3, "{:.2f}", None, 2)
+BITS_CHANGE = Unit("bits (signed)", 3, "{:+.2f}", None, 2, signed=True)
 AUC = Unit("ROC AUC (0.5: chance)", 3, "{:.3f}", (0.0, 1.0), 3)
 PERPLEXITY = Unit("perplexity", 2, "{:.2f}", None, 2)
 PERCENT = Unit("percent", 2, "{:+.2f}%", None, 2, signed=True)

@@ -20,6 +20,8 @@ SEED_OFFSETS: dict[str, int] = {
     "sampling": 0,
     "exposure_candidates": 1,
     "twins": 104_729,
+    "exposure_twins": 209_458,
+    "bootstrap": 7,
     "reinversion": 1000,
 }
 
@@ -34,7 +36,7 @@ class AuditSettings:
     top_k: int = 40
     temperature: float = 1.0
     #: C, same-format candidates each true value is ranked against for exposure.
-    candidates: int = 31
+    candidates: int = 1023
     #: k of Min-K% probability, as a fraction of the scored tokens.
     min_k: float = DEFAULT_MIN_K
     #: Paraphrase prompts per audited value (at most the templates there are, two).
@@ -59,7 +61,7 @@ class AuditSettings:
             cls(
                 quick=True,
                 num_samples=4,
-                candidates=15,
+                candidates=127,
                 probes_per_target=1,
                 probe_samples=2,
                 reinversion=False,
