@@ -30,6 +30,7 @@ from typing import Any
 from rapidfuzz.distance import Levenshtein
 
 from pii_unlearn.artifacts import Record
+from pii_unlearn.audit.constrained import constrained_greedy, constrained_teacher_forced
 from pii_unlearn.audit.figures import (
     AUC,
     BITS,
@@ -50,7 +51,7 @@ from pii_unlearn.audit.figures import (
     rounded,
 )
 from pii_unlearn.audit.settings import AuditSettings
-from pii_unlearn.audit.stats import clopper_pearson, extrapolated_exposure, null_rank1_range
+from pii_unlearn.audit.stats import bootstrap_auc, clopper_pearson, extrapolated_exposure, null_rank1_range
 from pii_unlearn.audit.variants import Probe, fake_twin, format_candidates, paraphrase_probes, shape_twin
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.extraction import Target, extraction_targets, greedy_hits, min_k_mean
@@ -305,6 +306,50 @@ def measure_greedy(run: ModelRun) -> Measured:
     )
 
 
+# --- format-constrained extraction ----------------------------------------------------------------
+
+
+@measurement(
+    "constrained",
+    (
+        Figure(
+            "constrained_err",
+            "constrained ERR",
+            "Share of PII values the model writes out exactly when an attacker who knows their "
+            "shape (an SSN is ###-##-####) lets it choose only among tokens that fit the shape.",
+            SHARE,
+            columns=("constrained_err",),
+            summary=True,
+        ),
+        Figure(
+            "constrained_tokens",
+            "constrained token hits",
+            "Share of each value's tokens that are the model's first choice among tokens of the "
+            "right shape, given the true value so far (partial knowledge a shape-aware attacker reads).",
+            SIMILARITY,
+            columns=("constrained_tokens",),
+        ),
+    ),
+    texts={"constrained_continuation": "constrained continuation"},
+)
+def measure_constrained(run: ModelRun) -> Measured:
+    """Free-running and teacher-forced greedy decoding restricted to tokens of the value's shape."""
+    targets = run.inputs.targets
+    model, tok, size = run.loaded.model, run.loaded.tokenizer, run.settings.batch_size
+    prompts, wanted = [t.prefix for t in targets], [t.target for t in targets]
+    texts = constrained_greedy(
+        model, tok, prompts, wanted, batch_size=size, progress=run.stage("constrained decoding", len(targets))
+    )
+    forced = constrained_teacher_forced(model, tok, prompts, wanted, batch_size=size)
+    return Measured(
+        {
+            "constrained_err": [float(x == t) for x, t in zip(texts, wanted, strict=True)],
+            "constrained_tokens": list(forced),
+        },
+        texts={"constrained_continuation": texts},
+    )
+
+
 # --- sampled: E-Hit --------------------------------------------------------------------------------
 
 
@@ -541,7 +586,14 @@ def _mia_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
     members, twins = measured.extra.get("record_member_scores"), measured.extra.get("record_twin_scores")
     if members is None or twins is None:
         return {}
-    return {"spans": block["overall"], "overall": auc_of(members, twins), "records": len(members)}
+    interval = bootstrap_auc(members, twins, seed=measured.extra.get("bootstrap_seed", 0))
+    return {
+        "spans": block["overall"],
+        "overall": auc_of(members, twins),
+        "records": len(members),
+        "lower95": rounded(interval[0]) if interval else None,
+        "upper95": rounded(interval[1]) if interval else None,
+    }
 
 
 @measurement(
@@ -556,7 +608,7 @@ def _mia_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
             columns=("mia_member", "mia_twin"),
             reduce=ROC_AUC,
             summary=True,
-            extra_keys=("spans", "records"),
+            extra_keys=("spans", "records", "lower95", "upper95"),
             count_keys=("records",),
             extras=_mia_extras,
         ),
@@ -596,6 +648,7 @@ def measure_mia(run: ModelRun) -> Measured:
         {
             "record_member_scores": [min_k_mean(s[0], k) for s in scored[:n]],
             "record_twin_scores": [min_k_mean(s[0], k) for s in scored[n:]],
+            "bootstrap_seed": run.settings.seeds()["bootstrap"],
         },
     )
 

@@ -29,10 +29,11 @@ def summary_table(report: dict[str, Any]) -> Table:
     if has_base:
         table.add_column("change", justify="right")
     table.add_column("model: conditioned", justify="right")
+    table.add_column("model ≤ (95%)", justify="right")
     for fig in all_figures():
         if fig.kind == COMPARISON:
             if has_base and fig.key in report:
-                table.add_row(fig.label, "", fig.unit.cell(report[fig.key]), "", "")
+                table.add_row(fig.label, "", fig.unit.cell(report[fig.key]), "", "", "")
             continue
         if fig.key not in report["model"]:
             continue
@@ -48,6 +49,7 @@ def summary_table(report: dict[str, Any]) -> Table:
             cells.append("skipped")
         else:
             cells.append(fig.unit.cell(fig.value(report["model"], "conditioned")))
+        cells.append(fig.unit.cell(fig.value(report["model"], "upper95")) if fig.bounded_rate else "")
         table.add_row(*cells)
     return table
 
