@@ -143,7 +143,7 @@ def constrained_teacher_forced(
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
 ) -> list[float | None]:
-    """For each target: the share of its tokens that are the most likely allowed token, given the truth so far.
+    """Per target: the share of its tokens that are the most likely allowed token, given the truth so far.
 
     ``None`` where the target's tokens do not spell it out token by token (a
     character split across tokens).
