@@ -429,6 +429,6 @@ def test_report_dir_must_be_new_or_a_report(victim_dir: Path, subset_records: Pa
     (out / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not an audit report"):
         run_audit(victim_dir, subset_records, out)
-    with pytest.raises(InputError, match="input checkpoint"):
+    with pytest.raises(InputError, match="inside the input folder"):
         run_audit(victim_dir, subset_records, victim_dir / "report")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

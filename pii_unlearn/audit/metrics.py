@@ -838,3 +838,7 @@ def measure_utility(loaded: dict[str, LoadedModel], texts: Sequence[str], batch_
         else:
             kl = mean_kl(b.model, m.model, m.tokenizer, list(texts), batch_size=batch_size)
     return utility_figures(ppl, kl, notes)
+
+
+# The robustness probes register their measurements after these (they reuse them on attacked copies).
+from pii_unlearn.audit import probes as _probes  # noqa: E402, F401

@@ -45,7 +45,7 @@ from pii_unlearn.audit.metrics import (
     skipped,
 )
 from pii_unlearn.audit.report import SCHEMA_VERSION, delta, headline, model_figures, target_details
-from pii_unlearn.audit.settings import AuditSettings
+from pii_unlearn.audit.settings import QUANTIZE_SCHEMES, AuditSettings
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import cpu_threads
@@ -240,7 +240,9 @@ def run_audit(
     out = check_report_dir(output, *inputs_read, overwrite=overwrite) if output is not None else None
     with timer("inputs"):
         inputs = AuditInputs.build(recs, settings)
-    full_shape = report_shape(inputs, AuditSettings.preset(reinversion=True), baseline=True)
+    inputs.heldout = list(held.texts)
+    everything = AuditSettings.preset(reinversion=True, relearn=True, quantize=QUANTIZE_SCHEMES)
+    full_shape = report_shape(inputs, everything, baseline=True)
     planned = report_shape(inputs, settings, baseline=baseline is not None)
     check_names(conditions, full_shape, planned, figures=all_figures())
 

@@ -23,7 +23,10 @@ SEED_OFFSETS: dict[str, int] = {
     "exposure_twins": 209_458,
     "bootstrap": 7,
     "reinversion": 1000,
+    "relearn": 2000,
 }
+#: The fake-quantization schemes ``--quantize`` takes.
+QUANTIZE_SCHEMES = ("int8", "int4")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,15 @@ class AuditSettings:
     slack_tokens: int = 4
     reinversion: bool = True
     reinversion_samples: int = 256
+    #: Robustness probes (``audit.probes``): fine-tune copies (``--relearn``; not with ``--quick``) ...
+    relearn: bool = False
+    relearn_steps: int = 20
+    relearn_lrs: tuple[float, ...] = (1e-4, 1e-3)
+    relearn_lora_lrs: tuple[float, ...] = (1e-3, 1e-2)
+    relearn_batch: int = 8
+    #: ... and fake-quantize copies (``--quantize int8,int4``); candidates their exposure gap ranks among.
+    quantize: tuple[str, ...] = ()
+    probe_candidates: int = 31
     #: Prompts per generation batch (times the samples per prompt when sampling).
     batch_size: int = 32
     #: torch CPU threads during the audit; ``None``: 1 for small models on CPU (see ``lm.cpu_threads``).
@@ -70,6 +82,19 @@ class AuditSettings:
             else cls()
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def __post_init__(self) -> None:
+        unknown = [q for q in self.quantize if q not in QUANTIZE_SCHEMES]
+        if unknown:
+            raise ValueError(f"unknown quantization {', '.join(unknown)} (use {', '.join(QUANTIZE_SCHEMES)})")
+
+    @property
+    def quantize_int8(self) -> bool:
+        return "int8" in self.quantize
+
+    @property
+    def quantize_int4(self) -> bool:
+        return "int4" in self.quantize
 
     def seeds(self) -> dict[str, int]:
         """The seed of each random draw of the audit."""
