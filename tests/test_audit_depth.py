@@ -133,14 +133,18 @@ def test_planted_values_are_far_above_their_twins(victim: Any, victim_dir: Path)
 
 
 class _NinesModel(torch.nn.Module):
-    """A toy model: the same logits at every step, one per '9' in a token's text, "x" above all."""
+    """A toy model: the same logits at every step, +1 per '9' and -0.1 per other digit, "x" above all."""
 
     def __init__(self, tokenizer: Any) -> None:
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(1))
         texts = ShapeVocab.of(tokenizer).texts
-        self.bias = torch.tensor([float(texts.get(i, "").count("9")) for i in range(len(tokenizer))])
+        self.bias = torch.tensor([self.score(texts.get(i, "")) for i in range(len(tokenizer))])
         self.bias[tokenizer("x", add_special_tokens=False)["input_ids"][0]] = 100.0
+
+    @staticmethod
+    def score(text: str) -> float:
+        return text.count("9") - 0.1 * sum(c.isdigit() and c != "9" for c in text)
 
     def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> Any:
         logits = self.bias.expand(*input_ids.shape, -1)
