@@ -196,8 +196,7 @@ def test_probes_are_gated_and_named(victim_dir: Path) -> None:
     records = read_records(victim_dir / PLANTED_FILE)[:3]
     settings = AuditSettings.preset(quick=True)
     inputs = AuditInputs.build(records, settings)
-    everything = AuditSettings.preset(relearn=True, quantize=("int8", "int4"))
-    full = report_shape(inputs, everything, baseline=True)
+    full = report_shape(inputs, AuditSettings.every_measurement(), baseline=True)
     planned = report_shape(inputs, settings, baseline=False)
     names = [
         "relearn.err",

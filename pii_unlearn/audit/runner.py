@@ -45,7 +45,7 @@ from pii_unlearn.audit.metrics import (
     skipped,
 )
 from pii_unlearn.audit.report import SCHEMA_VERSION, delta, headline, model_figures, target_details
-from pii_unlearn.audit.settings import QUANTIZE_SCHEMES, AuditSettings
+from pii_unlearn.audit.settings import AuditSettings
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import cpu_threads
@@ -241,8 +241,7 @@ def run_audit(
     with timer("inputs"):
         inputs = AuditInputs.build(recs, settings)
     inputs.heldout = list(held.texts)
-    everything = AuditSettings.preset(reinversion=True, relearn=True, quantize=QUANTIZE_SCHEMES)
-    full_shape = report_shape(inputs, everything, baseline=True)
+    full_shape = report_shape(inputs, AuditSettings.every_measurement(), baseline=True)
     planned = report_shape(inputs, settings, baseline=baseline is not None)
     check_names(conditions, full_shape, planned, figures=all_figures())
 

@@ -83,6 +83,11 @@ class AuditSettings:
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
+    @classmethod
+    def every_measurement(cls) -> AuditSettings:
+        """Settings that run every measurement (the shape of the fullest report, for the gate)."""
+        return cls.preset(reinversion=True, relearn=True, quantize=QUANTIZE_SCHEMES)
+
     def __post_init__(self) -> None:
         unknown = [q for q in self.quantize if q not in QUANTIZE_SCHEMES]
         if unknown:
