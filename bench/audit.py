@@ -113,6 +113,18 @@ def kv_cache_speedup(victim: Path, targets: int = 4, candidates: int = 1023) -> 
     return {"continuations": n, "naive_s": naive, "shared_s": shared, "speedup": naive / shared}
 
 
+NOTES = """Notes.
+- Cost: exposure is the bulk of the default audit: 213 values x (1023 candidates + the value + its
+  twin) continuations, each after its prefix's shared key/value cache. The 2-minute target is not
+  met at C = 1023 on one thread; `--candidates 255` (or `--quick`, C = 127) cuts exposure about
+  4x (8x). Scoring is compute-bound (about 14k tokens per CPU second on this model); the KV cache
+  only saves the prefix, which is short here, hence about 2x.
+- Letter-shaped values (PERSON, LOCATION, EMAIL_ADDRESS, the month of a date): any model that
+  learned English ranks a real-looking value first among random-letter candidates, so twins sit
+  at the ceiling too and the ranked gap there is 0 by construction: read digit-shaped types for
+  the ranked gap, and the extrapolated exposure against its twin for every type."""
+
+
 def _f(x: Any, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -197,6 +209,8 @@ def render(rows: list[tuple[str, float, float, dict[str, Any]]], speed: dict[str
             for k, v in (probes["model"]["relearn_err"].get("grid") or {}).items()
         )
         + ".",
+        "",
+        NOTES,
         "",
     ]
     return "\n".join(lines)
