@@ -783,7 +783,11 @@ def run_measurements(run: ModelRun) -> tuple[dict[str, Measured], dict[str, floa
         if measure.enabled(run.settings):
             results[name] = measure.compute(run)
         else:
-            why = "--quick" if run.settings.quick else "disabled in the settings"
+            off = measure.switch is not None and not getattr(run.settings, measure.switch)
+            if off and (measure.in_quick or not run.settings.quick):
+                why = "not asked for: off in the settings"
+            else:
+                why = "--quick"
             results[name] = skipped(measure, len(run.inputs.targets), f"not run ({why})")
         timings[name] = round(time.perf_counter() - start, 3)
     return results, timings
