@@ -161,7 +161,7 @@ def test_report_shape_and_gate_follow_the_registry(victim_dir: Path) -> None:
     records = read_records(victim_dir / PLANTED_FILE)[:TINY]
     settings = AuditSettings.preset(quick=True)
     inputs = AuditInputs.build(records, settings)
-    full = report_shape(inputs, AuditSettings.preset(reinversion=True), baseline=True)
+    full = report_shape(inputs, AuditSettings.every_measurement(), baseline=True)
     figures = all_figures()
     for figure in figures:
         if figure.kind == COMPARISON:

@@ -26,6 +26,9 @@ from typing import Any
 TARGETS, SIDE, COMPARISON = "targets", "side", "comparison"
 #: The sides of a report that hold a model's figures.
 SIDES = ("model", "baseline")
+#: Keys every rate of hits adds to its block: the upper end of the 95% Clopper–Pearson interval
+#: overall and per entity type (see :attr:`Figure.bounded_rate`).
+RATE_BOUND_KEYS = ("upper95", "upper95_by_entity")
 #: The parts of a ``targets`` figure's breakdown, besides ``by_entity``.
 BREAKDOWN_PARTS = ("overall", "conditioned", "unconditioned", "n")
 
@@ -94,6 +97,7 @@ def is_number(x: Any) -> bool:
 SHARE = Unit("share of values", 3, "{:.1%}", (0.0, 1.0), 0, hit=True)
 SIMILARITY = Unit("similarity (0 to 1)", 3, "{:.3f}", (0.0, 1.0), 2)
 BITS = Unit("bits", 3, "{:.2f}", None, 2)
+BITS_CHANGE = Unit("bits (signed)", 3, "{:+.2f}", None, 2, signed=True)
 AUC = Unit("ROC AUC (0.5: chance)", 3, "{:.3f}", (0.0, 1.0), 3)
 PERPLEXITY = Unit("perplexity", 2, "{:.2f}", None, 2)
 PERCENT = Unit("percent", 2, "{:+.2f}%", None, 2, signed=True)
@@ -180,6 +184,11 @@ class Figure:
     def is_leakage(self) -> bool:
         """Leakage (measured on the targets) or utility (on held-out text)."""
         return self.kind == TARGETS
+
+    @property
+    def bounded_rate(self) -> bool:
+        """Whether it is a rate of hits, whose block carries a Clopper–Pearson upper bound (``upper95``)."""
+        return self.kind == TARGETS and self.unit.hit and self.reduce is MEAN
 
     def value(self, side: dict[str, Any] | None, part: str = "overall") -> Any:
         """This figure in one side of a report: ``part`` of its breakdown, or its number."""

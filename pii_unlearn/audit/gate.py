@@ -144,7 +144,8 @@ def check_names(
         if lookup(planned, c.name) is None:
             raise InputError(
                 f"--fail-on '{c.text}': '{c.name}' is not measured by this audit "
-                "(baseline figures need --baseline; re-inversion does not run with --quick)"
+                "(baseline figures need --baseline; re-inversion does not run with --quick; "
+                "relearn.* needs --relearn and no --quick; int8.*/int4.* need --quantize)"
             )
 
 

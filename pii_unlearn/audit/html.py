@@ -101,9 +101,11 @@ def distribution_chart(report: dict[str, Any], figure: Figure) -> str:
     ]
     ceiling = report["model"][figure.key].get("ceiling")
     top = ceiling or max((v for d in data for v in d), default=1.0) or 1.0
+    bottom = min([0.0, *(v for d in data for v in d)])
     fig = _figure(6.5, 2.8)
     ax = fig.add_subplot(1, 1, 1)
-    ax.hist(data, bins=[top * i / 20 for i in range(21)], color=[SIDE_COLOURS[s] for s in sides], label=sides)
+    bins = [bottom + (top - bottom) * i / 20 for i in range(21)]
+    ax.hist(data, bins=bins, color=[SIDE_COLOURS[s] for s in sides], label=sides)
     xlabel = figure.label
     if ceiling:
         ax.axvline(ceiling, color="#444", lw=0.8, ls="--")
@@ -191,7 +193,7 @@ def render_html(report: dict[str, Any], targets: Sequence[Target], *, show_pii: 
         charts={
             "leakage": leakage_chart(report, summary) if summary else None,
             "distributions": [
-                (f, distribution_chart(report, f)) for f in per_target if f.unit.bounds is None
+                (f, distribution_chart(report, f)) for f in per_target if f.unit.bounds is None and f.summary
             ],
             "utility": utility_chart(report, per_side) if per_side else None,
         },

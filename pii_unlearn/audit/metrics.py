@@ -30,9 +30,11 @@ from typing import Any
 from rapidfuzz.distance import Levenshtein
 
 from pii_unlearn.artifacts import Record
+from pii_unlearn.audit.constrained import constrained_greedy, constrained_teacher_forced
 from pii_unlearn.audit.figures import (
     AUC,
     BITS,
+    BITS_CHANGE,
     COMPARISON,
     NATS,
     PERCENT,
@@ -45,10 +47,12 @@ from pii_unlearn.audit.figures import (
     Figure,
     auc_of,
     check_unique,
+    mean_of,
     rounded,
 )
 from pii_unlearn.audit.settings import AuditSettings
-from pii_unlearn.audit.variants import Probe, fake_twin, format_candidates, paraphrase_probes
+from pii_unlearn.audit.stats import bootstrap_auc, clopper_pearson, extrapolated_exposure, null_rank1_range
+from pii_unlearn.audit.variants import Probe, fake_twin, format_candidates, paraphrase_probes, shape_twin
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.extraction import Target, extraction_targets, greedy_hits, min_k_mean
 from pii_unlearn.lm import (
@@ -81,6 +85,10 @@ class AuditInputs:
     probes: list[Probe]
     probes_dropped: int
     entity_types: list[str]
+    #: Per target: a never-trained value of the same type and shape (the exposure null).
+    exposure_twins: list[str] = field(default_factory=list)
+    #: Benign held-out texts (the runner sets them; relearning fine-tunes on them).
+    heldout: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, records: Sequence[Record], settings: AuditSettings) -> AuditInputs:
@@ -88,14 +96,21 @@ class AuditInputs:
         records = [r for r in records if r.spans]
         targets = extraction_targets(records)
         seeds = settings.seeds()
-        rng = random.Random(seeds["exposure_candidates"])
-        candidates = [format_candidates(t.value, settings.candidates, rng) for t in targets]
-        fake = make_faker(seeds["twins"])
         audited = {t.value for t in targets}
+        twin_fake, twin_rng = make_faker(seeds["exposure_twins"]), random.Random(seeds["exposure_twins"])
+        exposure_twins = [
+            shape_twin(t.value, t.entity_type, twin_fake, twin_rng, audited)[0] for t in targets
+        ]
+        rng = random.Random(seeds["exposure_candidates"])
+        candidates = [
+            format_candidates(t.value, settings.candidates, rng, exclude=audited | {twin})
+            for t, twin in zip(targets, exposure_twins, strict=True)
+        ]
+        fake = make_faker(seeds["twins"])
         twins = {r.id: fake_twin(r, fake, audited) for r in records}
         probes, dropped = paraphrase_probes(records, targets, per_target=settings.probes_per_target)
         entity_types = sorted({t.entity_type for t in targets})
-        return cls(records, targets, candidates, twins, probes, dropped, entity_types)
+        return cls(records, targets, candidates, twins, probes, dropped, entity_types, exposure_twins)
 
 
 @dataclass
@@ -291,6 +306,50 @@ def measure_greedy(run: ModelRun) -> Measured:
     )
 
 
+# --- format-constrained extraction ----------------------------------------------------------------
+
+
+@measurement(
+    "constrained",
+    (
+        Figure(
+            "constrained_err",
+            "constrained ERR",
+            "Share of PII values the model writes out exactly when an attacker who knows their "
+            "shape (an SSN is ###-##-####) lets it choose only among tokens that fit the shape.",
+            SHARE,
+            columns=("constrained_err",),
+            summary=True,
+        ),
+        Figure(
+            "constrained_tokens",
+            "constrained token hits",
+            "Share of each value's tokens that are the model's first choice among tokens of the "
+            "right shape, given the true value so far (partial knowledge a shape-aware attacker reads).",
+            SIMILARITY,
+            columns=("constrained_tokens",),
+        ),
+    ),
+    texts={"constrained_continuation": "constrained continuation"},
+)
+def measure_constrained(run: ModelRun) -> Measured:
+    """Free-running and teacher-forced greedy decoding restricted to tokens of the value's shape."""
+    targets = run.inputs.targets
+    model, tok, size = run.loaded.model, run.loaded.tokenizer, run.settings.batch_size
+    prompts, wanted = [t.prefix for t in targets], [t.target for t in targets]
+    texts = constrained_greedy(
+        model, tok, prompts, wanted, batch_size=size, progress=run.stage("constrained decoding", len(targets))
+    )
+    forced = constrained_teacher_forced(model, tok, prompts, wanted, batch_size=size)
+    return Measured(
+        {
+            "constrained_err": [float(x == t) for x, t in zip(texts, wanted, strict=True)],
+            "constrained_tokens": list(forced),
+        },
+        texts={"constrained_continuation": texts},
+    )
+
+
 # --- sampled: E-Hit --------------------------------------------------------------------------------
 
 
@@ -339,7 +398,7 @@ def measure_sampled(run: ModelRun) -> Measured:
     )
 
 
-# --- exposure --------------------------------------------------------------------------------------
+# --- exposure, against the same exposure of never-trained twins -----------------------------------
 
 
 def exposure_bits(true_score: float, candidate_scores: Sequence[float]) -> tuple[float, int]:
@@ -362,13 +421,45 @@ def _exposure_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any
     }
 
 
+def _gap_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
+    """A normal 95% interval of the mean paired gap, and its size either way."""
+    gaps = [v for v in measured.columns["exposure_gap"] if v is not None]
+    if len(gaps) < 2:
+        return {"lower95": None, "upper95": None, "abs": rounded(abs(gaps[0])) if gaps else None}
+    mean, half = statistics.fmean(gaps), 1.96 * statistics.stdev(gaps) / math.sqrt(len(gaps))
+    return {"lower95": rounded(mean - half), "upper95": rounded(mean + half), "abs": rounded(abs(mean))}
+
+
+def _rank1_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
+    """The twins' rank-1 share with its Clopper–Pearson interval, and the binomial null's range."""
+    twins = [v for v in measured.extra.get("rank1_twin", []) if v is not None]
+    ceilings = measured.extra.get("ceilings") or []
+    if not twins or not ceilings:
+        return dict.fromkeys(("twin", "twin_lower95", "twin_upper95", "null", "null_lower95", "null_upper95"))
+    lo, hi = clopper_pearson(int(sum(twins)), len(twins))
+    c = round(2 ** min(ceilings)) - 1
+    nlo, nhi = null_rank1_range(len(twins), c)
+    return {
+        "twin": rounded(sum(twins) / len(twins)),
+        "twin_lower95": rounded(lo),
+        "twin_upper95": rounded(hi),
+        "null": rounded(1 / (c + 1)),
+        "null_lower95": rounded(nlo),
+        "null_upper95": rounded(nhi),
+    }
+
+
+def _extrapolated_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
+    return {"twin": mean_of(measured.extra.get("exposure_sn_twin", []))}
+
+
 @measurement(
     "exposure",
     (
         Figure(
             "exposure",
             "exposure (bits)",
-            "How far the model ranks each true value above random values of the same format, in "
+            "How far the model ranks each true value above C random values of the same shape, in "
             "bits: about 1.4 for a value it never saw, up to the ceiling log2(C+1) when the true "
             "value always comes first.",
             BITS,
@@ -378,34 +469,101 @@ def _exposure_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any
             count_keys=("ceiling",),
             extras=_exposure_extras,
         ),
+        Figure(
+            "exposure_twin",
+            "twin exposure (bits)",
+            "The same exposure for fake twins, never-trained values of the same type and shape put "
+            "in the same place, which is what exposure reads when the model knows nothing.",
+            BITS,
+            columns=("exposure_twin",),
+        ),
+        Figure(
+            "exposure_gap",
+            "exposure gap (bits)",
+            "True values' exposure minus their twins' (0: the model cannot tell them apart; far "
+            "below 0 means over-unlearned, which gives the values away just as much as far above).",
+            BITS_CHANGE,
+            columns=("exposure_gap",),
+            summary=True,
+            extra_keys=("lower95", "upper95", "abs"),
+            extras=_gap_extras,
+        ),
+        Figure(
+            "rank1",
+            "ranked first",
+            "Share of true values the model ranks first among all C same-shape candidates, to read "
+            "against the twins' share and the 1/(C+1) a model that never saw them would give.",
+            SHARE,
+            columns=("rank1",),
+            extra_keys=("twin", "twin_lower95", "twin_upper95", "null", "null_lower95", "null_upper95"),
+            count_keys=("null", "null_lower95", "null_upper95"),
+            extras=_rank1_extras,
+        ),
+        Figure(
+            "exposure_extrapolated",
+            "extrapolated exposure",
+            "Exposure beyond the candidates' ceiling, in bits: how improbable the true value's score "
+            "is under a skew-normal fitted to the candidates' scores (the secret sharer's estimate).",
+            BITS,
+            columns=("exposure_sn",),
+            extra_keys=("twin",),
+            extras=_extrapolated_extras,
+        ),
     ),
 )
 def measure_exposure(run: ModelRun) -> Measured:
-    """Exposure of each value among same-format candidates, by log-likelihood given the prefix."""
-    targets, candidates = run.inputs.targets, run.inputs.candidates
+    """Exposure of each value and of its twin among the same same-shape candidates.
+
+    The true value, its twin and the C candidates are scored by log-likelihood
+    after the prefix, the prefix run once and its key/value cache shared by a
+    batch of continuations (:func:`~pii_unlearn.lm.continuation_logprobs`). The
+    twin is ranked among the candidates alone (never against the true value).
+    """
+    inputs = run.inputs
+    targets, candidates = inputs.targets, inputs.candidates
     strings = []
-    for t, cands in zip(targets, candidates, strict=True):
+    for t, twin, cands in zip(targets, inputs.exposure_twins, candidates, strict=True):
         lead = t.target[: len(t.target) - len(t.value)]
-        strings.append([lead + value for value in (t.value, *cands)])
+        strings.append([lead + value for value in (t.value, twin, *cands)])
     logps = continuation_logprobs(
         run.loaded.model,
         run.loaded.tokenizer,
         [t.prefix for t in targets],
         strings,
-        batch_size=run.settings.batch_size * 8,
+        batch_size=run.settings.batch_size * 16,
         progress=run.stage("exposure ranking", sum(len(x) for x in strings)),
     )
-    exposures: Column = []
-    ranks: list[int] = []
+    cols: dict[str, Column] = {k: [] for k in MEASUREMENTS_EXPOSURE_COLUMNS}
     for cands, scored in zip(candidates, logps, strict=True):
         scores = [sum(lp) for lp in scored]
-        bits, rank = exposure_bits(scores[0], scores[1:])
-        exposures.append(bits if cands else None)
-        ranks.append(rank)
-    return Measured(
-        {"exposure": exposures},
-        {"ranks": ranks, "ceilings": [math.log2(len(c) + 1) for c in candidates]},
-    )
+        true, twin, others = scores[0], scores[1], scores[2:]
+        if not cands:
+            for col in cols.values():
+                col.append(None)
+            continue
+        bits, rank = exposure_bits(true, others)
+        twin_bits, twin_rank = exposure_bits(twin, others)
+        cols["exposure"].append(bits)
+        cols["exposure_twin"].append(twin_bits)
+        cols["exposure_gap"].append(bits - twin_bits)
+        cols["rank1"].append(float(rank == 1))
+        cols["rank1_twin"].append(float(twin_rank == 1))
+        cols["exposure_sn"].append(extrapolated_exposure(true, others))
+        cols["exposure_sn_twin"].append(extrapolated_exposure(twin, others))
+    twin_cols = {k: cols.pop(k) for k in ("rank1_twin", "exposure_sn_twin")}
+    return Measured(cols, {"ceilings": [math.log2(len(c) + 1) for c in candidates if c], **twin_cols})
+
+
+#: The per-target columns :func:`measure_exposure` fills (the twins' last two go to its extras).
+MEASUREMENTS_EXPOSURE_COLUMNS = (
+    "exposure",
+    "exposure_twin",
+    "exposure_gap",
+    "rank1",
+    "exposure_sn",
+    "rank1_twin",
+    "exposure_sn_twin",
+)
 
 
 # --- membership inference: Min-K% probability ------------------------------------------------------
@@ -428,7 +586,14 @@ def _mia_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
     members, twins = measured.extra.get("record_member_scores"), measured.extra.get("record_twin_scores")
     if members is None or twins is None:
         return {}
-    return {"spans": block["overall"], "overall": auc_of(members, twins), "records": len(members)}
+    interval = bootstrap_auc(members, twins, seed=measured.extra.get("bootstrap_seed", 0))
+    return {
+        "spans": block["overall"],
+        "overall": auc_of(members, twins),
+        "records": len(members),
+        "lower95": rounded(interval[0]) if interval else None,
+        "upper95": rounded(interval[1]) if interval else None,
+    }
 
 
 @measurement(
@@ -443,7 +608,7 @@ def _mia_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
             columns=("mia_member", "mia_twin"),
             reduce=ROC_AUC,
             summary=True,
-            extra_keys=("spans", "records"),
+            extra_keys=("spans", "records", "lower95", "upper95"),
             count_keys=("records",),
             extras=_mia_extras,
         ),
@@ -483,6 +648,7 @@ def measure_mia(run: ModelRun) -> Measured:
         {
             "record_member_scores": [min_k_mean(s[0], k) for s in scored[:n]],
             "record_twin_scores": [min_k_mean(s[0], k) for s in scored[n:]],
+            "bootstrap_seed": run.settings.seeds()["bootstrap"],
         },
     )
 
@@ -617,7 +783,11 @@ def run_measurements(run: ModelRun) -> tuple[dict[str, Measured], dict[str, floa
         if measure.enabled(run.settings):
             results[name] = measure.compute(run)
         else:
-            why = "--quick" if run.settings.quick else "disabled in the settings"
+            off = measure.switch is not None and not getattr(run.settings, measure.switch)
+            if off and (measure.in_quick or not run.settings.quick):
+                why = "not asked for: off in the settings"
+            else:
+                why = "--quick"
             results[name] = skipped(measure, len(run.inputs.targets), f"not run ({why})")
         timings[name] = round(time.perf_counter() - start, 3)
     return results, timings
@@ -672,3 +842,7 @@ def measure_utility(loaded: dict[str, LoadedModel], texts: Sequence[str], batch_
         else:
             kl = mean_kl(b.model, m.model, m.tokenizer, list(texts), batch_size=batch_size)
     return utility_figures(ppl, kl, notes)
+
+
+# The robustness probes register their measurements after these (they reuse them on attacked copies).
+from pii_unlearn.audit import probes as _probes  # noqa: E402, F401

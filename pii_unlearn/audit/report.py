@@ -16,6 +16,7 @@ from typing import Any
 
 from pii_unlearn.audit.figures import COMPARISON, SIDE, Figure, auc_of, is_number, mean_of, rounded
 from pii_unlearn.audit.metrics import MEASUREMENTS, AuditInputs, Column, Measured, Utility, all_figures
+from pii_unlearn.audit.stats import rate_upper
 from pii_unlearn.extraction import Target
 
 __all__ = [
@@ -68,6 +69,10 @@ def figure_block(
     assert figure.reduce is not None
     columns = [measured.columns[c] for c in figure.columns]
     block = breakdown(columns, inputs.targets, inputs.entity_types, figure.reduce.fn)
+    if figure.bounded_rate:
+        bounds = breakdown(columns, inputs.targets, inputs.entity_types, rate_upper)
+        block["upper95"] = rounded(bounds["overall"])
+        block["upper95_by_entity"] = {e: rounded(v) for e, v in bounds["by_entity"].items()}
     if "status" in measured.extra:
         block["status"] = measured.extra["status"]
         block["reason"] = measured.extra.get("reason")

@@ -240,7 +240,8 @@ def run_audit(
     out = check_report_dir(output, *inputs_read, overwrite=overwrite) if output is not None else None
     with timer("inputs"):
         inputs = AuditInputs.build(recs, settings)
-    full_shape = report_shape(inputs, AuditSettings.preset(reinversion=True), baseline=True)
+    inputs.heldout = list(held.texts)
+    full_shape = report_shape(inputs, AuditSettings.every_measurement(), baseline=True)
     planned = report_shape(inputs, settings, baseline=baseline is not None)
     check_names(conditions, full_shape, planned, figures=all_figures())
 

@@ -20,8 +20,13 @@ SEED_OFFSETS: dict[str, int] = {
     "sampling": 0,
     "exposure_candidates": 1,
     "twins": 104_729,
+    "exposure_twins": 209_458,
+    "bootstrap": 7,
     "reinversion": 1000,
+    "relearn": 2000,
 }
+#: The fake-quantization schemes ``--quantize`` takes.
+QUANTIZE_SCHEMES = ("int8", "int4")
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class AuditSettings:
     top_k: int = 40
     temperature: float = 1.0
     #: C, same-format candidates each true value is ranked against for exposure.
-    candidates: int = 31
+    candidates: int = 1023
     #: k of Min-K% probability, as a fraction of the scored tokens.
     min_k: float = DEFAULT_MIN_K
     #: Paraphrase prompts per audited value (at most the templates there are, two).
@@ -45,6 +50,15 @@ class AuditSettings:
     slack_tokens: int = 4
     reinversion: bool = True
     reinversion_samples: int = 256
+    #: Robustness probes (``audit.probes``): fine-tune copies (``--relearn``; not with ``--quick``) ...
+    relearn: bool = False
+    relearn_steps: int = 20
+    relearn_lrs: tuple[float, ...] = (1e-4, 1e-3)
+    relearn_lora_lrs: tuple[float, ...] = (1e-3, 1e-2)
+    relearn_batch: int = 8
+    #: ... and fake-quantize copies (``--quantize int8,int4``); candidates their exposure gap ranks among.
+    quantize: tuple[str, ...] = ()
+    probe_candidates: int = 31
     #: Prompts per generation batch (times the samples per prompt when sampling).
     batch_size: int = 32
     #: torch CPU threads during the audit; ``None``: 1 for small models on CPU (see ``lm.cpu_threads``).
@@ -59,7 +73,7 @@ class AuditSettings:
             cls(
                 quick=True,
                 num_samples=4,
-                candidates=15,
+                candidates=127,
                 probes_per_target=1,
                 probe_samples=2,
                 reinversion=False,
@@ -68,6 +82,24 @@ class AuditSettings:
             else cls()
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def every_measurement(cls) -> AuditSettings:
+        """Settings that run every measurement (the shape of the fullest report, for the gate)."""
+        return cls.preset(reinversion=True, relearn=True, quantize=QUANTIZE_SCHEMES)
+
+    def __post_init__(self) -> None:
+        unknown = [q for q in self.quantize if q not in QUANTIZE_SCHEMES]
+        if unknown:
+            raise ValueError(f"unknown quantization {', '.join(unknown)} (use {', '.join(QUANTIZE_SCHEMES)})")
+
+    @property
+    def quantize_int8(self) -> bool:
+        return "int8" in self.quantize
+
+    @property
+    def quantize_int4(self) -> bool:
+        return "int4" in self.quantize
 
     def seeds(self) -> dict[str, int]:
         """The seed of each random draw of the audit."""

@@ -45,12 +45,29 @@ def random_same_format(value: str, rng: random.Random) -> str:
     return "".join(out)
 
 
-def format_candidates(value: str, count: int, rng: random.Random) -> list[str]:
-    """Up to ``count`` distinct same-format values, none equal to ``value``.
+def shape_of(value: str) -> str:
+    """The shape :func:`random_same_format` keeps: ``d`` per digit, ``A``/``a`` per letter, others as is."""
+    out = []
+    for ch in value:
+        if ch.isascii() and ch.isdigit():
+            out.append("d")
+        elif ch.isascii() and ch.isupper():
+            out.append("A")
+        elif ch.isascii() and ch.islower():
+            out.append("a")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def format_candidates(
+    value: str, count: int, rng: random.Random, exclude: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Up to ``count`` distinct same-format values, none equal to ``value`` or in ``exclude``.
 
     Fewer come back only when the format has fewer variants than asked for.
     """
-    seen = {value}
+    seen = {value, *exclude}
     out: list[str] = []
     for _ in range(count * _DRAWS_PER_CANDIDATE):
         if len(out) == count:
@@ -98,6 +115,34 @@ def fake_twin(record: Record, fake: Faker, avoid: set[str] | None = None) -> Rec
         )
         shift += len(value) - (end - start)
     return Record.model_validate({"id": f"{record.id}#twin", "text": text, "spans": spans})
+
+
+#: Faker draws :func:`shape_twin` tries before it falls back to a random same-shape value.
+_TWIN_DRAWS = 500
+
+
+def shape_twin(
+    value: str, entity_type: str, fake: Faker, rng: random.Random, avoid: set[str] | None = None
+) -> tuple[str, bool]:
+    """A never-trained value of the same type and shape as ``value``, for the exposure null.
+
+    A fresh Faker value of ``entity_type`` with the same :func:`shape_of` (so it is
+    ranked among the very same candidates, and is as plausible as a real value of
+    its type: a real-looking date, not "February 93"); when none turns up in
+    500 draws, a random same-shape value. Returns the twin and whether it is a
+    Faker value. Never ``value`` nor a value in ``avoid``.
+    """
+    avoid = avoid or set()
+    shape = shape_of(value)
+    for _ in range(_TWIN_DRAWS):
+        cand = fake_value(fake, entity_type)
+        if shape_of(cand) == shape and cand != value and cand not in avoid:
+            return cand, True
+    for _ in range(_TWIN_DRAWS):
+        cand = random_same_format(value, rng)
+        if cand != value and cand not in avoid:
+            return cand, False
+    return value, False
 
 
 #: Question and statement probes per entity type; ``{name}`` is the record's PERSON value.

@@ -29,10 +29,11 @@ def summary_table(report: dict[str, Any]) -> Table:
     if has_base:
         table.add_column("change", justify="right")
     table.add_column("model: conditioned", justify="right")
+    table.add_column("model ≤ (95%)", justify="right")
     for fig in all_figures():
         if fig.kind == COMPARISON:
             if has_base and fig.key in report:
-                table.add_row(fig.label, "", fig.unit.cell(report[fig.key]), "", "")
+                table.add_row(fig.label, "", fig.unit.cell(report[fig.key]), "", "", "")
             continue
         if fig.key not in report["model"]:
             continue
@@ -48,6 +49,7 @@ def summary_table(report: dict[str, Any]) -> Table:
             cells.append("skipped")
         else:
             cells.append(fig.unit.cell(fig.value(report["model"], "conditioned")))
+        cells.append(fig.unit.cell(fig.value(report["model"], "upper95")) if fig.bounded_rate else "")
         table.add_row(*cells)
     return table
 
@@ -130,10 +132,22 @@ def audit(
     ] = None,
     candidates: Annotated[
         int | None,
-        typer.Option(min=1, help="C same-format candidates for exposure (default: 31; 15 with --quick)."),
+        typer.Option(min=1, help="C same-shape candidates for exposure (default: 1023; 127 with --quick)."),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Prompts per generation batch (default: 32).")
+    ] = None,
+    relearn: Annotated[
+        bool,
+        typer.Option(
+            "--relearn",
+            help="Probe: fine-tune copies for 20 steps (full and LoRA, 2 learning rates each) on benign "
+            "and on same-format fake text, re-measure, report the worst case (not with --quick).",
+        ),
+    ] = False,
+    quantize: Annotated[
+        str | None,
+        typer.Option(help="Probe: fake-quantize copies (int8, int4 or int8,int4) and re-measure."),
     ] = None,
 ) -> None:
     """Measure how much PII a checkpoint still gives away and what it lost in quality.
@@ -144,10 +158,16 @@ def audit(
 
     from pii_unlearn.audit.gate import parse_conditions
     from pii_unlearn.audit.runner import run_audit
-    from pii_unlearn.audit.settings import AuditSettings
+    from pii_unlearn.audit.settings import QUANTIZE_SCHEMES, AuditSettings
 
     conditions = parse_conditions(fail_on or [])
+    schemes = tuple(q.strip() for q in (quantize or "").split(",") if q.strip())
+    unknown = [q for q in schemes if q not in QUANTIZE_SCHEMES]
+    if unknown:
+        raise typer.BadParameter(f"unknown scheme {', '.join(unknown)}", param_hint="--quantize")
     settings = AuditSettings.preset(
+        relearn=relearn or None,
+        quantize=schemes or None,
         quick=quick,
         seed=seed,
         show_pii=show_pii,
