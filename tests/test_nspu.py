@@ -228,6 +228,12 @@ def test_aligner_pairs_share_nothing_with_the_demo_victim() -> None:
 
     assert not set(ALIGNER_TEMPLATES) & set(VICTIM_TEMPLATES)
     planted = planted_records(VictimConfig(records=64, seed=0))
-    values = {r.span_text(s) for r in planted for s in r.spans if len(r.span_text(s)) > 6}
+    # dates are left out: a few thousand plausible birth dates, so two Faker streams share some by chance
+    values = {
+        r.span_text(s)
+        for r in planted
+        for s in r.spans
+        if len(r.span_text(s)) > 6 and s.entity_type != "DATE_TIME"
+    }
     filled = " ".join(f for _, f in aligner_pairs(512, seed=0))
     assert not [v for v in values if v in filled]
