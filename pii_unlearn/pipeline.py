@@ -123,13 +123,13 @@ def detect_step(probes: Path, output: Path, model: Path, seed: int) -> Step:
     def call(hooks: Hooks) -> Any:
         done = {"records": 0, "total": 0}
 
-        def on_start(total: int, warnings: list[str]) -> None:
+        def on_start(total: int, _chars: int, warnings: list[str]) -> None:
             done["total"] = total
             hooks.warn(warnings)
 
-        def advance(n: int) -> None:
+        def advance(n: int, _chars: int) -> None:
             done["records"] += n
-            if hooks.progress is not None:
+            if n and hooks.progress is not None:
                 hooks.progress("detecting", done["records"], done["total"])
 
         return detect_file(
