@@ -9,6 +9,7 @@ same ``memo`` across texts maps one original value to one fake everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,62 @@ def replace_spans(text: str, spans: Sequence[Any], replacement: Callable[[Any], 
         pos = end
     out.append(text[pos:])
     return "".join(out)
+
+
+#: What :func:`masked_preview` writes for a run of words it does not show.
+HIDDEN = "***"
+#: A word a masked preview may show: letters only, inside apostrophes or hyphens allowed.
+_SHOWN_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_EDGE_PUNCT = ",.;:!?()[]\"'’“”"
+
+
+def _preview_words(segment: str, glued_left: bool, glued_right: bool) -> list[str]:
+    """The words of a stretch of text no span covers, each shown or :data:`HIDDEN`.
+
+    ``glued_left``/``glued_right``: a span touches the stretch with no space between,
+    so the first/last word may be a fragment of it (``.com`` after an e-mail span).
+    """
+    tokens = segment.split()
+    words: list[str] = []
+    for i, token in enumerate(tokens):
+        core = token.strip(_EDGE_PUNCT)
+        glued = (i == 0 and glued_left and not segment[:1].isspace()) or (
+            i == len(tokens) - 1 and glued_right and not segment[-1:].isspace()
+        )
+        if not core:
+            shown = token if all(ch in _EDGE_PUNCT for ch in token) else HIDDEN
+        elif glued or not _SHOWN_WORD.fullmatch(core) or (core[0].isupper() and core != "I"):
+            shown = HIDDEN  # digits, @, inner dots or slashes, symbols, a fragment of a span, a name?
+        else:
+            shown = token
+        words.append(shown)
+    return words
+
+
+def masked_preview(text: str, spans: Sequence[Any], tag: Callable[[Any], str]) -> str:
+    """A preview of ``text`` that shows no PII, even PII the detector missed.
+
+    Spans become ``<TAG>`` (``tag(span)``). Of the rest, only lower-case words made
+    of letters are shown: any word with a digit, ``@``, an inner dot, slash or other
+    symbol (a fragment of a phone number, e-mail address or URL), any word touching
+    a span, and any capitalised word (a name NER missed, or a sentence's first word)
+    becomes :data:`HIDDEN`, a run of hidden words one :data:`HIDDEN`.
+    """
+    words: list[str] = []
+    pos = 0
+    for span in sorted(spans, key=lambda s: _field(s, "start")):
+        start, end = _field(span, "start"), _field(span, "end")
+        if start < pos:
+            continue
+        words += _preview_words(text[pos:start], pos > 0, True)
+        words.append(f"<{tag(span)}>")
+        pos = end
+    words += _preview_words(text[pos:], pos > 0, False)
+    out: list[str] = []
+    for word in words:
+        if not (word == HIDDEN and out and out[-1] == HIDDEN):
+            out.append(word)
+    return " ".join(out)
 
 
 def placeholder(entity_type: str) -> str:
