@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from pii_unlearn.cli.app import StageProgress, command, console, out
+from pii_unlearn.cli.app import AllowPickle, StageProgress, command, console, out
 
 if TYPE_CHECKING:
     from pii_unlearn.audit.runner import AuditResult
@@ -127,6 +127,7 @@ def audit(
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda when available).")
     ] = None,
+    allow_pickle: Annotated[bool, AllowPickle] = False,
     num_samples: Annotated[
         int | None,
         typer.Option(min=1, help="K sampled continuations per prefix (default: 8; 4 with --quick)."),
@@ -171,6 +172,7 @@ def audit(
             settings=settings,
             fail_on=conditions,
             device=device,
+            allow_pickle=allow_pickle,
             progress=on_progress,
         )
     print_result(result)

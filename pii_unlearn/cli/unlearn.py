@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pii_unlearn.cli.app import command, console, out
+from pii_unlearn.cli.app import AllowPickle, command, console, out
 
 if TYPE_CHECKING:
     from pii_unlearn.unlearn import UnlearnResult
@@ -47,6 +47,7 @@ def unlearn(
         str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")
     ] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in the JSONL files.")] = "text",
+    allow_pickle: Annotated[bool, AllowPickle] = False,
     list_methods: Annotated[
         bool,
         typer.Option(
@@ -108,6 +109,7 @@ def unlearn(
             seed=seed,
             device=device,
             text_field=text_field,
+            allow_pickle=allow_pickle,
             progress=show,
         )
     print_result(path, result)
