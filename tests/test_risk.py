@@ -414,7 +414,7 @@ def test_masked_preview_shows_only_plain_words() -> None:
     text = "Write to jo.doe@x.io or (555) 010-0199, Dr. Ann Lee-Smith said; ok? I agree."
     spans = [{"start": 9, "end": 12, "entity_type": "PERSON"}]  # "jo." of the address only
     out = masked_preview(text, spans, lambda s: s["entity_type"])
-    assert out == f"{HIDDEN} to <PERSON> {HIDDEN} or {HIDDEN} said; ok? I agree."
+    assert out == f"{HIDDEN} to <PERSON>{HIDDEN} or {HIDDEN} said; ok? I agree."
     assert masked_preview("", [], str) == ""
 
 
