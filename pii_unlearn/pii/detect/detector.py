@@ -25,6 +25,10 @@ DEFAULT_MAX_CHARS = 5_000
 #: Characters shared by consecutive chunks (an entity up to half of it is never cut).
 CHUNK_OVERLAP = 1_000
 
+#: spaCy gets at most about this many characters per ``nlp.pipe`` batch (fewer, longer
+#: windows of a long text per batch, so progress moves every few windows with NER too).
+PIPE_CHARS = 50_000
+
 #: ``progress(records, chars)``: records finished and characters analysed since the last call.
 ProgressFn = Callable[[int, int], None]
 
@@ -150,8 +154,11 @@ class Detector:
             for start, end, own_s, own_e in chunk_windows(text, self.max_chars, CHUNK_OVERLAP):
                 pieces.append((i, start, end, own_s, own_e))
         found: list[list[Span]] = [[] for _ in texts]
+        longest = max((e - s for _, s, e, _, _ in pieces), default=1)
         docs = self.analyzer.nlp_engine.process_batch(
-            [texts[i][s:e] for i, s, e, _, _ in pieces], self.language, batch_size=batch_size
+            [texts[i][s:e] for i, s, e, _, _ in pieces],
+            self.language,
+            batch_size=max(1, min(batch_size, PIPE_CHARS // max(longest, 1))),
         )
         for (i, start, _end, own_s, own_e), (piece, artifacts) in zip(pieces, docs, strict=True):
             results = self.analyzer.analyze(
