@@ -18,9 +18,10 @@ DETECT_ENTITIES: tuple[str, ...] = (*E.DEFAULT_ENTITIES, E.URL)
 #: Default number of texts per ``nlp.pipe`` batch.
 DEFAULT_BATCH_SIZE = 64
 #: Texts longer than this many characters are analysed in overlapping chunks. Small on
-#: purpose: Presidio's context enhancer walks the document's tokens for every result, so
-#: one document costs (results x tokens), the square of its length; bounded windows make
-#: detection time and memory linear in text size.
+#: purpose: parts of Presidio cost (results x tokens) per document, the square of its
+#: length (its context enhancer's token lookup, replaced by a bisection in
+#: :func:`~pii_unlearn.pii.detect.engine.context_enhancer`; its context-word lookups in
+#: a list); bounded windows keep detection time and memory linear in text size.
 DEFAULT_MAX_CHARS = 5_000
 #: Characters shared by consecutive chunks (an entity up to half of it is never cut).
 CHUNK_OVERLAP = 1_000
