@@ -23,6 +23,7 @@ from typing import Any
 from pii_unlearn.artifacts import recorded_command
 from pii_unlearn.audit.runner import run_audit
 from pii_unlearn.audit.settings import AuditSettings
+from pii_unlearn.errors import InputError
 from pii_unlearn.invert import get_strategy, invert_file
 from pii_unlearn.invert.base import DEFAULT_STRATEGY
 from pii_unlearn.options import parse_set, resolve_options
@@ -123,13 +124,13 @@ def detect_step(probes: Path, output: Path, model: Path, seed: int) -> Step:
     def call(hooks: Hooks) -> Any:
         done = {"records": 0, "total": 0}
 
-        def on_start(total: int, warnings: list[str]) -> None:
+        def on_start(total: int, _chars: int, warnings: list[str]) -> None:
             done["total"] = total
             hooks.warn(warnings)
 
-        def advance(n: int) -> None:
+        def advance(n: int, _chars: int) -> None:
             done["records"] += n
-            if hooks.progress is not None:
+            if n and hooks.progress is not None:
                 hooks.progress("detecting", done["records"], done["total"])
 
         return detect_file(
@@ -221,6 +222,25 @@ def audit_step(
     return Step("audit", args, call)
 
 
+def check_pipeline_args(
+    workdir: str | Path, method: str, invert_set: Sequence[str] = (), unlearn_set: Sequence[str] = ()
+) -> None:
+    """Refuse, before any step runs, a workdir that is not a folder and unknown methods or options.
+
+    Raises :class:`~pii_unlearn.errors.InputError` (one line) so that a typo fails in
+    a second, not after the steps before the one that reads it.
+    """
+    work = Path(workdir)
+    existing = next((p for p in (work, *work.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "workdir exists" if existing == work else f"{existing} exists"
+        raise InputError(f"{work}: {what} and is not a folder")
+    options = get_method(method).Options
+    resolve_options(options, None, parse_set(unlearn_set, options), where="unlearn --set")
+    strategy_options = get_strategy(DEFAULT_STRATEGY).options
+    resolve_options(strategy_options, None, parse_set(invert_set, strategy_options), where="invert --set")
+
+
 def run_pipeline(
     model: str | Path,
     workdir: str | Path,
@@ -237,8 +257,10 @@ def run_pipeline(
     """Sanitize ``model`` without its training data, then audit it against ``audit_records``.
 
     ``invert_set`` and ``unlearn_set`` are ``KEY=VALUE`` options of those steps, as
-    their ``--set`` takes them.
+    their ``--set`` takes them. The method, options and workdir are checked first
+    (:func:`check_pipeline_args`).
     """
+    check_pipeline_args(workdir, method, invert_set, unlearn_set)
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     model = Path(model)

@@ -395,3 +395,51 @@ def test_cli_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["detect", "-i", str(src), "-o", str(src)])
     assert result.exit_code == 2 and "is also an input" in result.output
     assert src.read_bytes() == before
+
+
+def _long_text_pieces() -> list[str]:
+    """Sentences with pattern-detectable PII, of varied lengths so borders fall everywhere."""
+    pieces = []
+    for i in range(40):
+        filler = "and then nothing else happened " * (i % 4)
+        pieces.append(
+            f"Write to user{i}.name@example.org {filler}or call (415) 555-{2600 + i:04d} today; "
+            f"the server 10.0.{i}.7 {filler}was seen at https://example.com/page/{i} again."
+        )
+    return pieces
+
+
+def test_spans_of_a_long_text_equal_the_spans_of_its_pieces(
+    patterns: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunked detection finds each span once with the same offsets, also across window borders."""
+    from pii_unlearn.pii.detect import detector as detector_module
+
+    pieces = _long_text_pieces()
+    text = " ".join(pieces)
+    expected, offset = [], 0
+    for piece, spans in zip(pieces, patterns.analyze(pieces), strict=True):
+        expected += [(s.start + offset, s.end + offset, s.entity_type) for s in spans]
+        offset += len(piece) + 1
+    assert len(expected) == 4 * len(pieces)
+
+    monkeypatch.setattr(patterns, "max_chars", 400)
+    monkeypatch.setattr(detector_module, "CHUNK_OVERLAP", 100)
+    windows = chunk_windows(text, 400, 100)
+    assert len(windows) > 20
+    # border cases: spans cut by a window's end, and spans across the line between owned parts
+    assert any(s < e < t for s, t, _ in expected for _, e, _, _ in windows[:-1])
+    assert any(s < own_e < t for s, t, _ in expected for _, _, _, own_e in windows[:-1])
+
+    chars: list[int] = []
+    got = [s for part in patterns.iter_analyze([text], on_chars=chars.append) for s in part[0]]
+    assert [(s.start, s.end, s.entity_type) for s in got] == expected
+    assert len(chars) == len(windows) and sum(chars) == len(text)  # progress after every chunk
+
+
+def test_resolve_overlaps_is_not_quadratic_in_the_number_of_spans() -> None:
+    """Many disjoint spans, each group resolved on its own: the same answer as one by one."""
+    spans = [Span(start=10 * i, end=10 * i + 5, entity_type="US_SSN", score=0.9) for i in range(20_000)]
+    clash = [Span(start=3, end=8, entity_type="PHONE_NUMBER", score=0.95)]
+    out = resolve_overlaps(spans + clash)
+    assert len(out) == 20_000 and out[0].entity_type == "PHONE_NUMBER"

@@ -300,7 +300,11 @@ def test_cli_sample_writes_records_and_manifest(victim_dir: Path, tmp_path: Path
     assert manifest is not None and manifest["seed"] == 3
     assert manifest["inputs"][0]["role"] == "model" and len(manifest["inputs"][0]["sha256"]) == 64
     assert manifest["inputs"][1]["role"] == "prompts"
-    assert "Please contact" in manifest["settings"]["openers"]
+    settings = manifest["settings"]
+    assert "Please contact" not in json.dumps(manifest)  # the user's prompts may hold PII: hashed
+    assert settings["prompts"]["count"] == 1 and len(settings["prompts"]["sha256"]) == 64
+    assert settings["openers"]["total"] >= settings["openers"]["builtin"] > 0
+    assert set(settings["harvested"]) == {"count", "sha256"}
     assert manifest["settings"]["refine"] is False and manifest["settings"]["num_samples"] == 96
     assert all(r.source == "sampled" for r in records)  # refine=no: no greedy-refined texts
     assert manifest["settings"]["records_written"] == len(records)

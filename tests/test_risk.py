@@ -384,6 +384,40 @@ def test_cli_summary_masks_pii_unless_asked(tmp_path: Path, pii_file: Path) -> N
     assert shown.exit_code == 0 and "Ann" in shown.output
 
 
+def test_cli_summary_hides_pii_the_detector_did_not_tag(tmp_path: Path) -> None:
+    """The masked table shows tags and plain lower-case words: no digits, @-tokens or names."""
+    rows = [
+        _record(
+            "e",
+            [
+                ("Mail ", None),
+                ("hayden81", "PERSON"),  # the detector tagged part of the address only
+                ("@yahoo.com or call 555 0100 ext. 12, Maria said, then ", None),
+                ("078-05-1120", "US_SSN"),
+                (" card.", None),
+            ],
+        )
+    ]
+    pii = _write_jsonl(tmp_path / "pii.jsonl", rows)
+    result = _invoke("--input", str(pii), "--output", str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 0, result.output
+    table = result.output.split("Riskiest records")[1].split("wrote 1 records")[0]
+    for raw in ("hayden81", "555", "0100", " 12", "078-05", "1120"):
+        assert raw not in table, table
+    assert "@" not in table and "yahoo" not in table and "Maria" not in table and "Mail" not in table
+    assert "<name>" in table and "ext." in table and "call" in table
+
+
+def test_masked_preview_shows_only_plain_words() -> None:
+    from pii_unlearn.pii.anonymize import HIDDEN, masked_preview
+
+    text = "Write to jo.doe@x.io or (555) 010-0199, Dr. Ann Lee-Smith said; ok? I agree."
+    spans = [{"start": 9, "end": 12, "entity_type": "PERSON"}]  # "jo." of the address only
+    out = masked_preview(text, spans, lambda s: s["entity_type"])
+    assert out == f"{HIDDEN} to <PERSON>{HIDDEN} or {HIDDEN} said; ok? I agree."
+    assert masked_preview("", [], str) == ""
+
+
 def test_cli_sort_top_and_risk(tmp_path: Path) -> None:
     rows = [
         _record("phone", [("555-123-4567", "PHONE_NUMBER")], memorization=0.9),

@@ -135,14 +135,19 @@ def check_report_dir(
 
 
 def _loaded(
-    model: str | Path | LoadedModel, device: str | None, dtype: str | None, timer: Timer, name: str
+    model: str | Path | LoadedModel,
+    device: str | None,
+    dtype: str | None,
+    timer: Timer,
+    name: str,
+    allow_pickle: bool = False,
 ) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
     from pii_unlearn.checkpoint import load_model
 
     with timer(name):
-        return load_model(model, device=device, dtype=dtype)
+        return load_model(model, device=device, dtype=dtype, allow_pickle=allow_pickle)
 
 
 def report_shape(inputs: AuditInputs, settings: AuditSettings, *, baseline: bool) -> dict[str, Any]:
@@ -218,16 +223,18 @@ def run_audit(
     fail_on: Sequence[str | Condition] = (),
     device: str | None = None,
     dtype: str | None = None,
+    allow_pickle: bool = False,
     progress: ProgressFn | None = None,
     overwrite: bool = False,
 ) -> AuditResult:
     """Audit ``model`` (against ``baseline`` when given) on ``records``; write ``output`` if given.
 
     ``model`` and ``baseline`` are checkpoint paths (loaded once each on
-    ``device``/``dtype``) or already-loaded models. ``fail_on`` holds gate
-    conditions such as ``"err>0"``; they are checked before any work (usage
-    errors raise :class:`InputError`) and evaluated on the finished report
-    (``result.failed``). The report folder is written whether the gate passes or not.
+    ``device``/``dtype``; ``allow_pickle`` for pickle-only weights) or
+    already-loaded models. ``fail_on`` holds gate conditions such as ``"err>0"``;
+    they are checked before any work (usage errors raise :class:`InputError`) and
+    evaluated on the finished report (``result.failed``). The report folder is
+    written whether the gate passes or not.
     """
     start = time.perf_counter()
     settings = settings or AuditSettings()
@@ -246,9 +253,9 @@ def run_audit(
     check_names(conditions, full_shape, planned, figures=all_figures())
 
     progress("loading", 0, 1)
-    loaded = {"model": _loaded(model, device, dtype, timer, "load_model")}
+    loaded = {"model": _loaded(model, device, dtype, timer, "load_model", allow_pickle)}
     if baseline is not None:
-        loaded["baseline"] = _loaded(baseline, device, dtype, timer, "load_baseline")
+        loaded["baseline"] = _loaded(baseline, device, dtype, timer, "load_baseline", allow_pickle)
     progress("loading", 1, 1)
 
     sides: dict[str, dict[str, Measured]] = {}

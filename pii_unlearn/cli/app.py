@@ -48,6 +48,12 @@ app = typer.Typer(
 )
 
 
+#: ``--allow-pickle``, the same option on every subcommand that loads a checkpoint's weights.
+AllowPickle = typer.Option(
+    "--allow-pickle/--no-allow-pickle",
+    help="Allow pickle weight files (*.bin, *.pt): pickle can run code on load, trusted checkpoints only.",
+)
+
 #: Longest error message printed; anything longer (user content) is cut.
 MAX_MESSAGE = 500
 

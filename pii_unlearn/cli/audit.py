@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pii_unlearn.cli.app import Overwrite, StageProgress, command, console, out
+from pii_unlearn.cli.app import AllowPickle, Overwrite, StageProgress, command, console, out
 
 if TYPE_CHECKING:
     from pii_unlearn.audit.runner import AuditResult
@@ -126,6 +126,7 @@ def audit(
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda when available).")
     ] = None,
+    allow_pickle: Annotated[bool, AllowPickle] = False,
     num_samples: Annotated[
         int | None,
         typer.Option(min=1, help="K sampled continuations per prefix (default: 8; 4 with --quick)."),
@@ -188,6 +189,7 @@ def audit(
             settings=settings,
             fail_on=conditions,
             device=device,
+            allow_pickle=allow_pickle,
             progress=on_progress,
             overwrite=overwrite,
         )

@@ -117,9 +117,10 @@ def demo(
 
     from pii_unlearn.artifacts import recorded_command
     from pii_unlearn.cli.victim import make_victim
-    from pii_unlearn.pipeline import PROGRAM, run_pipeline
+    from pii_unlearn.pipeline import PROGRAM, check_pipeline_args, run_pipeline
     from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
 
+    check_pipeline_args(workdir, method)  # a typo fails now, not after four steps
     start = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     victim = workdir / "victim"

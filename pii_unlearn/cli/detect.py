@@ -12,8 +12,9 @@ from pii_unlearn.cli.app import command, console, out
 if TYPE_CHECKING:
     from pii_unlearn.pii.detect import DetectReport
 
-#: Inputs with at least this many records get a progress bar.
+#: Inputs with at least this many records, or this many characters of text, get a progress bar.
 PROGRESS_MIN_RECORDS = 200
+PROGRESS_MIN_CHARS = 200_000
 
 
 def _names(value: str | None) -> list[str]:
@@ -64,29 +65,37 @@ def detect(
     Adds `spans` (start, end, entity_type, score, recognizer) to every record, keeping
     every other field and the record order.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     from pii_unlearn.pii.detect import detect_file
 
+    # the bar moves by characters (after every chunk, so one long record moves it too)
     progress = Progress(
         TextColumn("detecting"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[records]} records"),
         TimeRemainingColumn(),
         console=console,
         transient=True,
     )
-    task = progress.add_task("detect", total=None)
+    task = progress.add_task("detect", total=None, records="0/?")
+    counted = {"records": 0, "total": 0}
 
     status = console.status("loading the spaCy pipeline and recognizers...")
 
-    def on_start(total: int, warnings: list[str]) -> None:
+    def on_start(total: int, chars: int, warnings: list[str]) -> None:
         status.stop()
         for warning in warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-        if total >= PROGRESS_MIN_RECORDS:
-            progress.update(task, total=total)
+        counted["total"] = total
+        if total >= PROGRESS_MIN_RECORDS or chars >= PROGRESS_MIN_CHARS:
+            progress.update(task, total=max(chars, 1), records=f"0/{total}")
             progress.start()
+
+    def advance(records: int, chars: int) -> None:
+        counted["records"] += records
+        progress.update(task, advance=chars, records=f"{counted['records']}/{counted['total']}")
 
     status.start()
     try:
@@ -105,7 +114,7 @@ def detect(
             anonymize=anonymize,
             fake=fake,
             seed=seed,
-            progress=lambda n: progress.advance(task, n),
+            progress=advance,
             on_start=on_start,
         )
     finally:

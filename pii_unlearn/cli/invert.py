@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pii_unlearn.cli.app import StageProgress, command, console, out
+from pii_unlearn.cli.app import AllowPickle, StageProgress, command, console, out
 from pii_unlearn.errors import InputError
 
 if TYPE_CHECKING:
@@ -154,9 +154,7 @@ def invert(
         str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda when present).")
     ] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: auto).")] = None,
-    allow_pickle: Annotated[
-        bool, typer.Option(help="Allow pickle weight files (trusted input only).")
-    ] = False,
+    allow_pickle: Annotated[bool, AllowPickle] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run the checkpoint's own model code.")] = False,
     list_strategies: Annotated[
         bool,

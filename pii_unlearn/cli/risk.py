@@ -144,18 +144,18 @@ def print_policy(policy: Policy) -> None:
 
 
 def _masked_text(report_record: tuple[Record, RecordRisk], show_pii: bool) -> Text:
-    from pii_unlearn.pii.anonymize import replace_spans
+    """The record's text, or without ``show_pii`` a preview with no digits, @-tokens or names."""
+    from pii_unlearn.pii.anonymize import masked_preview
 
     record, risk = report_record
     if show_pii:
-        text = record.text
+        text = " ".join(record.text.split())
     else:
         tags = {
             (s.start, s.end): p.policy_type or s.entity_type
             for s, p in zip(record.spans, risk.spans, strict=True)
         }
-        text = replace_spans(record.text, record.spans, lambda s: f"<{tags[(s.start, s.end)]}>")
-    text = " ".join(text.split())
+        text = masked_preview(record.text, record.spans, lambda s: tags[(s.start, s.end)])
     if len(text) > TEXT_WIDTH:
         text = text[: TEXT_WIDTH - 1] + "…"
     return Text(text)

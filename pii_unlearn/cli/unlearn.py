@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pii_unlearn.cli.app import Overwrite, command, console, out
+from pii_unlearn.cli.app import AllowPickle, Overwrite, command, console, out
 
 if TYPE_CHECKING:
     from pii_unlearn.unlearn import UnlearnResult
@@ -56,6 +56,7 @@ def unlearn(
         str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when present).")
     ] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in the JSONL files.")] = "text",
+    allow_pickle: Annotated[bool, AllowPickle] = False,
     list_methods: Annotated[
         bool,
         typer.Option(
@@ -124,6 +125,7 @@ def unlearn(
             seed=seed,
             device=device,
             text_field=text_field,
+            allow_pickle=allow_pickle,
             progress=show,
             overwrite=overwrite,
         )

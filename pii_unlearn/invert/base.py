@@ -11,6 +11,7 @@ themselves when :mod:`pii_unlearn.invert` is imported.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -219,6 +220,19 @@ def read_prompts_file(path: str | Path) -> list[str]:
     if not prompts:
         raise InputError(f"{path}: no prompts (only blank lines and comments)")
     return prompts
+
+
+def texts_digest(texts: Sequence[str]) -> dict[str, Any]:
+    """How many texts and one sha256 over them: what a manifest records of texts that may hold PII.
+
+    User prompts and the prefixes a model wrote can contain the very values being
+    removed, so manifests keep this digest, never the texts.
+    """
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return {"count": len(texts), "sha256": digest.hexdigest()}
 
 
 def merge_prompts(builtin: Sequence[str], extra: Sequence[str] | None) -> list[str]:

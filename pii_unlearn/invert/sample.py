@@ -50,6 +50,7 @@ from pii_unlearn.invert.base import (
     merge_prompts,
     register_strategy,
     summarize,
+    texts_digest,
 )
 from pii_unlearn.invert.continuations import branch_heads, greedy_texts, sample_texts
 from pii_unlearn.invert.pool import Pool, detect_occurrences, harvested_prefixes, heads_to_refine
@@ -299,8 +300,10 @@ def sample_strategy(
         "explore_per_prompt": per_prompt,
         "round_size": run.round_size,
         "calibration": o.calibration or CALIBRATION,
-        "openers": openers,
-        "harvested": [a.prompt for a in run.arms.values() if a.harvested],
+        # prompts and harvested prefixes may hold PII: counts and a hash only
+        "openers": {"builtin": len(builtin_openers()) if o.builtin_prompts else 0, "total": len(openers)},
+        "prompts": texts_digest(list(prompts or [])),
+        "harvested": texts_digest([a.prompt for a in run.arms.values() if a.harvested]),
         "detector": detector.settings() if hasattr(detector, "settings") else type(detector).__name__,
     }
     return InversionResult(

@@ -9,6 +9,7 @@ same ``memo`` across texts maps one original value to one fake everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,66 @@ def replace_spans(text: str, spans: Sequence[Any], replacement: Callable[[Any], 
         pos = end
     out.append(text[pos:])
     return "".join(out)
+
+
+#: What :func:`masked_preview` writes for a run of words it does not show.
+HIDDEN = "***"
+#: A word a masked preview may show: letters only, inside apostrophes or hyphens allowed.
+_SHOWN_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_EDGE_PUNCT = ",.;:!?()[]\"'’“”"
+
+
+def _shown(token: str, glued: bool) -> str:
+    """A word of text no span covers as a masked preview shows it: itself or :data:`HIDDEN`."""
+    core = token.strip(_EDGE_PUNCT)
+    if not core:
+        return token if all(ch in _EDGE_PUNCT for ch in token) else HIDDEN
+    if glued or not _SHOWN_WORD.fullmatch(core) or (core[0].isupper() and core != "I"):
+        return HIDDEN  # digits, @, inner dots or slashes, symbols, a fragment of a span, a name?
+    return token
+
+
+def _preview_segment(segment: str, glued_left: bool, glued_right: bool) -> str:
+    """A stretch of text no span covers with each word shown or hidden, spacing kept.
+
+    ``glued_left``/``glued_right``: a span touches the stretch with no space between,
+    so the first/last word may be a fragment of it (``.com`` after an e-mail span).
+    """
+    tokens = list(re.finditer(r"\S+", segment))
+
+    def one(m: re.Match[str]) -> str:
+        glued = (m.start() == 0 and glued_left) or (m.end() == len(segment) and glued_right)
+        return _shown(m.group(), glued)
+
+    return (
+        "".join(segment[(tokens[i - 1].end() if i else 0) : m.start()] + one(m) for i, m in enumerate(tokens))
+        + segment[tokens[-1].end() if tokens else 0 :]
+    )
+
+
+_HIDDEN_RUN = re.compile(re.escape(HIDDEN) + r"(?:\s*" + re.escape(HIDDEN) + ")+")
+
+
+def masked_preview(text: str, spans: Sequence[Any], tag: Callable[[Any], str]) -> str:
+    """A one-line preview of ``text`` that shows no PII, even PII the detector missed.
+
+    Spans become ``<TAG>`` (``tag(span)``). Of the rest, only lower-case words made
+    of letters are shown: any word with a digit, ``@``, an inner dot, slash or other
+    symbol (a fragment of a phone number, e-mail address or URL), any word touching
+    a span, and any capitalised word (a name NER missed, or a sentence's first word)
+    becomes :data:`HIDDEN`, a run of hidden words one :data:`HIDDEN`.
+    """
+    parts: list[str] = []
+    pos = 0
+    for span in sorted(spans, key=lambda s: _field(s, "start")):
+        start, end = _field(span, "start"), _field(span, "end")
+        if start < pos:
+            continue
+        parts.append(_preview_segment(text[pos:start], pos > 0, True))
+        parts.append(f"<{tag(span)}>")
+        pos = end
+    parts.append(_preview_segment(text[pos:], pos > 0, False))
+    return _HIDDEN_RUN.sub(HIDDEN, " ".join("".join(parts).split()))
 
 
 def placeholder(entity_type: str) -> str:

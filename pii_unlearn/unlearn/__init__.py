@@ -137,6 +137,7 @@ def run_unlearn(
     seed: int = 0,
     device: str | None = None,
     text_field: str = "text",
+    allow_pickle: bool = False,
     progress: ReadingCallback | None = None,
     overwrite: bool = False,
 ) -> tuple[Path, UnlearnResult]:
@@ -144,6 +145,8 @@ def run_unlearn(
 
     ``output`` may replace a checkpoint pii-unlearn wrote; any other existing folder only
     with ``overwrite``. It may not be, hold or sit inside an input.
+
+    ``allow_pickle`` lets a checkpoint with only pickle weights load (trusted input only).
     """
     from pii_unlearn.checkpoint import check_output_dir, load_model, pick_device, save_model
 
@@ -156,7 +159,7 @@ def run_unlearn(
     retain = retain_texts(retain_path, text_field) if retain_path else None
     dev = pick_device(device)
     with timer("load"):
-        loaded = load_model(model_path, device=dev, dtype="float32")
+        loaded = load_model(model_path, device=dev, dtype="float32", allow_pickle=allow_pickle)
     with timer("unlearn"):
         result = unlearn_model(
             loaded.model,

@@ -9,7 +9,7 @@ from typing import Any
 from pii_unlearn import entities as E
 from pii_unlearn.artifacts import Record, Span
 from pii_unlearn.errors import InputError
-from pii_unlearn.pii.detect.engine import BLANK_MODEL, load_pipeline, nlp_engine
+from pii_unlearn.pii.detect.engine import BLANK_MODEL, context_enhancer, load_pipeline, nlp_engine
 from pii_unlearn.pii.detect.recognizers import check_names, is_enabled, presidio_recognizers
 from pii_unlearn.pii.detect.spans import clean_spans
 
@@ -17,10 +17,21 @@ from pii_unlearn.pii.detect.spans import clean_spans
 DETECT_ENTITIES: tuple[str, ...] = (*E.DEFAULT_ENTITIES, E.URL)
 #: Default number of texts per ``nlp.pipe`` batch.
 DEFAULT_BATCH_SIZE = 64
-#: Texts longer than this many characters are analysed in overlapping chunks.
-DEFAULT_MAX_CHARS = 100_000
+#: Texts longer than this many characters are analysed in overlapping chunks. Small on
+#: purpose: parts of Presidio cost (results x tokens) per document, the square of its
+#: length (its context enhancer's token lookup, replaced by a bisection in
+#: :func:`~pii_unlearn.pii.detect.engine.context_enhancer`; its context-word lookups in
+#: a list); bounded windows keep detection time and memory linear in text size.
+DEFAULT_MAX_CHARS = 5_000
 #: Characters shared by consecutive chunks (an entity up to half of it is never cut).
 CHUNK_OVERLAP = 1_000
+
+#: spaCy gets at most about this many characters per ``nlp.pipe`` batch (fewer, longer
+#: windows of a long text per batch, so progress moves every few windows with NER too).
+PIPE_CHARS = 50_000
+
+#: ``progress(records, chars)``: records finished and characters analysed since the last call.
+ProgressFn = Callable[[int, int], None]
 
 #: The warning shown when no NER pipeline is available.
 NO_NER_WARNING = (
@@ -84,7 +95,6 @@ class Detector:
         max_chars: int = DEFAULT_MAX_CHARS,
     ) -> None:
         from presidio_analyzer import AnalyzerEngine
-        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
         if not 0.0 <= threshold <= 1.0:
             raise InputError(f"threshold must be between 0 and 1, got {threshold}")
@@ -110,7 +120,7 @@ class Detector:
             nlp_engine=engine,
             supported_languages=[language],
             default_score_threshold=threshold,
-            context_aware_enhancer=LemmaContextAwareEnhancer(context_matching_mode="whole_word"),
+            context_aware_enhancer=context_enhancer(),
         )
         available = {ent for rec in self.recognizers for ent in rec.supported_entities}
         self.entities = wanted or [e for e in DETECT_ENTITIES if e in available]
@@ -136,14 +146,20 @@ class Detector:
             "recognizers": sorted({r.name for r in self.recognizers}),
         }
 
-    def _analyze_batch(self, texts: Sequence[str], batch_size: int) -> list[list[Span]]:
+    def _analyze_batch(
+        self, texts: Sequence[str], batch_size: int, on_chars: Callable[[int], None] | None = None
+    ) -> list[list[Span]]:
+        """Spans per text; ``on_chars`` gets the characters each window owns once it is analysed."""
         pieces: list[tuple[int, int, int, int, int]] = []  # (text index, start, end, own_s, own_e)
         for i, text in enumerate(texts):
             for start, end, own_s, own_e in chunk_windows(text, self.max_chars, CHUNK_OVERLAP):
                 pieces.append((i, start, end, own_s, own_e))
         found: list[list[Span]] = [[] for _ in texts]
+        longest = max((e - s for _, s, e, _, _ in pieces), default=1)
         docs = self.analyzer.nlp_engine.process_batch(
-            [texts[i][s:e] for i, s, e, _, _ in pieces], self.language, batch_size=batch_size
+            [texts[i][s:e] for i, s, e, _, _ in pieces],
+            self.language,
+            batch_size=max(1, min(batch_size, PIPE_CHARS // max(longest, 1))),
         )
         for (i, start, _end, own_s, own_e), (piece, artifacts) in zip(pieces, docs, strict=True):
             results = self.analyzer.analyze(
@@ -165,20 +181,36 @@ class Detector:
                     recognizer=str(meta.get("recognizer_name", "")),
                 )
                 found[i].append(span)
+            if on_chars is not None:
+                on_chars(own_e - own_s)
         return [clean_spans(text, spans) for text, spans in zip(texts, found, strict=True)]
 
     def iter_analyze(
-        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1
+        self,
+        texts: Sequence[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int = 1,
+        on_chars: Callable[[int], None] | None = None,
     ) -> Iterator[list[list[Span]]]:
-        """Spans per text, yielded one batch (of up to ``batch_size`` texts) at a time, in order."""
+        """Spans per text, yielded one batch (of up to ``batch_size`` texts) at a time, in order.
+
+        ``on_chars`` gets the number of characters analysed as work goes: after every
+        window in one process (so a single long text shows progress), after every batch
+        with ``workers`` > 1.
+        """
         batches = [texts[i : i + batch_size] for i in range(0, len(texts), max(1, batch_size))]
         if workers <= 1 or len(batches) <= 1:
             for batch in batches:
-                yield self._analyze_batch(batch, batch_size)
+                yield self._analyze_batch(batch, batch_size, on_chars)
             return
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(min(workers, len(batches)), initializer=_set_worker, initargs=(self,)) as pool:
-            yield from pool.imap(_worker_batch, [(list(b), batch_size) for b in batches])
+            for batch, part in zip(
+                batches, pool.imap(_worker_batch, [(list(b), batch_size) for b in batches]), strict=True
+            ):
+                if on_chars is not None:
+                    on_chars(sum(len(t) for t in batch))
+                yield part
 
     def analyze(
         self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1
@@ -194,19 +226,22 @@ class Detector:
         records: Sequence[Record],
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int = 1,
-        progress: Callable[[int], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> list[Record]:
         """Copies of ``records`` with ``spans`` replaced by the spans detected in their text.
 
-        ``progress`` is called with the number of records finished after each batch.
+        ``progress(records, chars)`` is called as work goes: with ``(0, chars)`` after
+        every analysed window (or batch, with workers), and with ``(records, 0)`` after
+        each batch of records is finished. The ``chars`` add up to the total text length.
         """
         texts = [r.text for r in records]
         out: list[Record] = []
-        for part in self.iter_analyze(texts, batch_size, workers):
+        on_chars = None if progress is None else (lambda n: progress(0, n))
+        for part in self.iter_analyze(texts, batch_size, workers, on_chars):
             for rec, spans in zip(records[len(out) : len(out) + len(part)], part, strict=True):
                 out.append(rec.model_copy(update={"spans": spans}))
             if progress is not None:
-                progress(len(part))
+                progress(len(part), 0)
         return out
 
 

@@ -41,28 +41,49 @@ def _merge_same_type(spans: Sequence[Span]) -> list[Span]:
     return out
 
 
+def _overlap_groups(spans: Sequence[Span]) -> list[list[Span]]:
+    """Spans split into groups that share no overlap with one another (a sweep by start)."""
+    groups: list[list[Span]] = []
+    reach = -1
+    for span in sorted(spans, key=lambda s: (s.start, s.end)):
+        if groups and span.start < reach:
+            groups[-1].append(span)
+            reach = max(reach, span.end)
+        else:
+            groups.append([span])
+            reach = span.end
+    return groups
+
+
+def _rank(span: Span, ner_recognizers: frozenset[str]) -> tuple[Any, ...]:
+    return (
+        getattr(span, "recognizer", "") in ner_recognizers,
+        -span.score,
+        -SPECIFICITY.get(span.entity_type, 0),
+        -(span.end - span.start),
+        span.start,
+    )
+
+
 def resolve_overlaps(spans: Sequence[Span], ner_recognizers: frozenset[str] = NER_RECOGNIZERS) -> list[Span]:
     """One span per overlapping group, sorted by start.
 
     Spans of one type that overlap merge into the longest. Across types, a pattern
     match beats an NER guess (``ner_recognizers``), then the higher score wins, then
     the more specific type (:data:`SPECIFICITY`: a URL inside an e-mail address
-    loses), then the longer span.
+    loses), then the longer span. Spans are ranked only against the spans they are
+    chained to by overlaps, so the cost grows with the number of spans, not its square.
     """
-    ranked = sorted(
-        _merge_same_type(spans),
-        key=lambda s: (
-            getattr(s, "recognizer", "") in ner_recognizers,
-            -s.score,
-            -SPECIFICITY.get(s.entity_type, 0),
-            -(s.end - s.start),
-            s.start,
-        ),
-    )
     kept: list[Span] = []
-    for span in ranked:
-        if not any(overlaps(span.start, span.end, k.start, k.end) for k in kept):
-            kept.append(span)
+    for group in _overlap_groups(_merge_same_type(spans)):
+        if len(group) == 1:
+            kept.extend(group)
+            continue
+        chosen: list[Span] = []
+        for span in sorted(group, key=lambda s: _rank(s, ner_recognizers)):
+            if not any(overlaps(span.start, span.end, k.start, k.end) for k in chosen):
+                chosen.append(span)
+        kept.extend(chosen)
     return sorted(kept, key=lambda s: (s.start, s.end))
 
 

@@ -64,15 +64,16 @@ def detect_file(
     anonymize: bool = False,
     fake: bool = False,
     seed: int = 0,
-    progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int, list[str]], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_start: Callable[[int, int, list[str]], None] | None = None,
 ) -> DetectReport:
     """Detect PII in a JSONL file and write the records with ``spans`` (plus the extras asked for).
 
     Every check that can fail on the user's input runs before any work, and nothing
-    is written unless everything succeeds. ``on_start`` gets the record count and the
-    detector's warnings once the detector is ready; ``progress`` the number of records
-    finished after each batch.
+    is written unless everything succeeds. ``on_start`` gets the record count, the total
+    text length in characters and the detector's warnings once the detector is ready;
+    ``progress(records, chars)`` the records finished and characters analysed since its
+    last call (characters after every chunk, so one long record shows progress too).
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_output(output_path, inputs=[input_path, tokenizer])
@@ -90,7 +91,7 @@ def detect_file(
             entities=entities, threshold=threshold, language=language, nlp_model=nlp_model, enable=enable
         )
     if on_start is not None:
-        on_start(len(records), list(detector.warnings))
+        on_start(len(records), sum(len(r.text) for r in records), list(detector.warnings))
     with timer("detect"):
         detected = detector.detect_records(records, batch_size=batch_size, workers=workers, progress=progress)
     rows: list[dict[str, Any]] = []
