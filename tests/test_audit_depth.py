@@ -109,6 +109,11 @@ def test_twins_share_the_shape_and_never_the_value(victim_dir: Path) -> None:
 def test_fresh_values_are_within_the_null(victim: Any) -> None:
     """A model that never saw the values: the true values read like their twins."""
     fresh = planted_records(VictimConfig(records=36, seed=4242))  # same templates, new fake values
+    # Street addresses are left out: no Faker address shares a multi-part address's exact shape, so
+    # its twin falls back to random letters, an unfair null (a known limit, in SCHEMA.md).
+    fresh = [
+        r.model_copy(update={"spans": [sp for sp in r.spans if sp.entity_type != "LOCATION"]}) for r in fresh
+    ]
     blocks = _exposure(victim, fresh)[1]
     gap, rank1 = blocks["exposure_gap"], blocks["rank1"]
     assert abs(gap["overall"]) < 0.5, gap
@@ -133,7 +138,10 @@ def test_planted_values_are_far_above_their_twins(victim: Any, victim_dir: Path)
 
 
 class _NinesModel(torch.nn.Module):
-    """A toy model: the same logits at every step, +1 per '9' and -0.1 per other digit, "x" above all."""
+    """A toy model: the same logits at every step, +1 per '9' and -10 per other digit, "x" above all.
+
+    Any token with another digit loses to every all-nines token, whatever merges the tokenizer has.
+    """
 
     def __init__(self, tokenizer: Any) -> None:
         super().__init__()
@@ -144,7 +152,7 @@ class _NinesModel(torch.nn.Module):
 
     @staticmethod
     def score(text: str) -> float:
-        return text.count("9") - 0.1 * sum(c.isdigit() and c != "9" for c in text)
+        return text.count("9") - 10.0 * sum(c.isdigit() and c != "9" for c in text)
 
     def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> Any:
         logits = self.bias.expand(*input_ids.shape, -1)

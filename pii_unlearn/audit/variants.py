@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from faker import Faker
 
@@ -121,6 +122,26 @@ def fake_twin(record: Record, fake: Faker, avoid: set[str] | None = None) -> Rec
 _TWIN_DRAWS = 500
 
 
+#: Common ways to write a date, for twins of dates in any of them.
+DATE_RENDERINGS: tuple[str, ...] = (
+    "{d:%B} {d.day}, {d.year}",
+    "{d:%B} {d:%d}, {d.year}",
+    "{d:%b} {d.day}, {d.year}",
+    "{d.day} {d:%B} {d.year}",
+    "{d:%d} {d:%B} {d.year}",
+    "{d:%Y-%m-%d}",
+    "{d:%m/%d/%Y}",
+    "{d:%d/%m/%Y}",
+    "{d:%d.%m.%Y}",
+    "{d.month}/{d.day}/{d.year}",
+)
+
+
+def date_renderings(day: Any) -> list[str]:
+    """``day`` written in each of :data:`DATE_RENDERINGS`."""
+    return [fmt.format(d=day) for fmt in DATE_RENDERINGS]
+
+
 def shape_twin(
     value: str, entity_type: str, fake: Faker, rng: random.Random, avoid: set[str] | None = None
 ) -> tuple[str, bool]:
@@ -138,6 +159,12 @@ def shape_twin(
         cand = fake_value(fake, entity_type)
         if shape_of(cand) == shape and cand != value and cand not in avoid:
             return cand, True
+    if entity_type == E.DATE_TIME:  # a real date written the way this one is (month names, order)
+        for _ in range(_TWIN_DRAWS):
+            day = fake.date_of_birth(minimum_age=18, maximum_age=90)
+            for cand in date_renderings(day):
+                if shape_of(cand) == shape and cand != value and cand not in avoid:
+                    return cand, True
     for _ in range(_TWIN_DRAWS):
         cand = random_same_format(value, rng)
         if cand != value and cand not in avoid:
