@@ -27,7 +27,7 @@ def test_save_and_reload_generates_the_same(victim, tmp_path: Path) -> None:
 
 
 def test_refuses_to_write_into_input(victim) -> None:
-    with pytest.raises(InputError, match="is also an input|is inside the input folder"):
+    with pytest.raises(InputError, match=r"is also an input|is inside the input folder"):
         save_model(victim.model, victim.tokenizer, victim.source, source=victim.source)
 
 
