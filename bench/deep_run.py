@@ -1,8 +1,8 @@
-"""Unlearn a deep-removal victim (``bench/deep_victim.py``) with one method, then probe it.
+"""Unlearn a deep-removal victim (``bench/deep_victim.py``) with one method (probe: ``bench/deep.py``).
 
 Run: ``python bench/deep_run.py WORK SEED NAME METHOD free|oracle [KEY=VALUE ...]``; writes
-``WORK/res/NAME.json``. ``free`` is the data-free forget set (``risk.jsonl``), ``oracle`` the
-planted records.
+``WORK/run-NAME`` (the checkpoint, with ``deep_run.json``: the run's readings). ``free`` is
+the data-free forget set (``risk.jsonl``), ``oracle`` the planted records.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from bench.deep import probe
 from pii_unlearn.pipeline import RISK
 from pii_unlearn.synth.victim import PLANTED_FILE
 from pii_unlearn.unlearn import run_unlearn
@@ -40,28 +39,13 @@ def main() -> None:
             f"({r.ppl_increase_pct:+.2f}%) loss {r.loss}",
             flush=True,
         )
-    res = probe(out, victim, seed)
-    res.update(
-        label=name,
-        seed=seed,
+    meta = dict(
         method=method,
         forget=forget,
         overrides=overrides,
         unlearn_s=seconds,
         steps=edit.steps,
         stop=edit.stop_reason,
+        readings=[vars(r) for r in edit.readings],
     )
-    (work / "res").mkdir(exist_ok=True)
-    (work / "res" / f"{name}.json").write_text(json.dumps(res, indent=1))
-    for key in ("plain", "relearn", "int4"):
-        r = res[key]
-        print(
-            f"{name} [{key}] ERR={r['err']:.3f} true={r['true_bits']:.2f} twin={r['twin_bits']:.2f} "
-            f"gap={r['gap']:+.2f} rank1={r['rank1']:.3f} (null<= {r['null_rank1_95'][1]:.3f}) "
-            f"ppl={r['ppl']:.3f} nll true/cand {r['true_nll_median']:.1f}/{r['cand_nll_median']:.1f}",
-            flush=True,
-        )
-
-
-if __name__ == "__main__":
-    main()
+    (out / "deep_run.json").write_text(json.dumps(meta, indent=1))

@@ -52,7 +52,7 @@ PREFIX_VARIANTS = ("own", "swapped", "truncated")
 
 
 class NullMatchOptions(
-    with_defaults(GradientOptions, "NullMatchLoop", lr=5e-4, lora=False, max_steps=120, eval_every=20)
+    with_defaults(GradientOptions, "NullMatchLoop", lr=1e-4, lora=False, max_steps=120, eval_every=10)
 ):
     """Null matching's options: the shared loop's, plus twins, prefixes and loss weights."""
 
@@ -67,6 +67,11 @@ class NullMatchOptions(
     delta: float = Field(2.0, gt=0, description="smooth-L1 threshold of the null-matching loss, in nats")
     spread: bool = Field(
         True, description="pull each value to a random quantile of its twins (else to their median)"
+    )
+    frozen_twins: bool = Field(
+        True,
+        description="score the twins under the frozen starting model (a fixed target), "
+        "else under the model being trained",
     )
     alpha: float = Field(1.0, ge=0, description="weight of the NLL on the forget records' non-PII tokens")
     gamma: float = Field(1.0, ge=0, description="weight of the null-matching term")
@@ -160,6 +165,7 @@ class NullMatch(GradientMethod):
     def prepare(
         self, examples: Sequence[ForgetExample], reference: Any, pad_id: int, device: Any
     ) -> dict[str, list[float]]:
+        self._reference = reference
         return {"index": [float(i) for i in range(len(examples))]}
 
     def forget_loss(self, logits: torch.Tensor, batch: Batch, forward: Forward) -> torch.Tensor:
@@ -189,7 +195,8 @@ class NullMatch(GradientMethod):
         twin_ids = [(p, v) for p, c in zip(prefixes, conts, strict=True) for v in c[1:]]
         true_logp = self._continuation_logp(forward, true_ids, device)
         with torch.no_grad():
-            twin_logp = self._continuation_logp(forward, twin_ids, device).view(len(items), o.twins)
+            twins_under = self._reference.logits if o.frozen_twins else forward
+            twin_logp = self._continuation_logp(twins_under, twin_ids, device).view(len(items), o.twins)
         weights = torch.tensor(item_weights, device=device)
         quantiles = torch.tensor([it.quantile for it in items], device=device)
         return loss + o.gamma * null_matching(true_logp, twin_logp, quantiles, weights, delta=o.delta)
