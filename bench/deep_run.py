@@ -28,7 +28,14 @@ def main() -> None:
     out = work / f"run-{name}"
     t = time.perf_counter()
     _, result = run_unlearn(
-        victim, forget_path, out, method=method, seed=seed, overrides=overrides, overwrite=True
+        victim,
+        forget_path,
+        out,
+        method=method,
+        seed=seed,
+        overrides=overrides,
+        overwrite=True,
+        progress=lambda r: print(f"  reading {r}", flush=True),
     )
     seconds = time.perf_counter() - t
     edit = result.edit
@@ -49,3 +56,7 @@ def main() -> None:
         readings=[vars(r) for r in edit.readings],
     )
     (out / "deep_run.json").write_text(json.dumps(meta, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -73,6 +73,12 @@ class NullMatchOptions(
         description="score the twins under the frozen starting model (a fixed target), "
         "else under the model being trained",
     )
+    anchor: float = Field(
+        0.0,
+        ge=0,
+        description="if > 0: pull onto the twins as the model being trained scores them, and hold "
+        "the twins at their starting likelihood with this weight",
+    )
     alpha: float = Field(1.0, ge=0, description="weight of the NLL on the forget records' non-PII tokens")
     gamma: float = Field(1.0, ge=0, description="weight of the null-matching term")
 
@@ -194,11 +200,21 @@ class NullMatch(GradientMethod):
         true_ids = [(p, c[0]) for p, c in zip(prefixes, conts, strict=True)]
         twin_ids = [(p, v) for p, c in zip(prefixes, conts, strict=True) for v in c[1:]]
         true_logp = self._continuation_logp(forward, true_ids, device)
-        with torch.no_grad():
-            twins_under = self._reference.logits if o.frozen_twins else forward
-            twin_logp = self._continuation_logp(twins_under, twin_ids, device).view(len(items), o.twins)
+        shape = (len(items), o.twins)
         weights = torch.tensor(item_weights, device=device)
         quantiles = torch.tensor([it.quantile for it in items], device=device)
+        if o.anchor > 0:
+            # target: the twins under the model being trained; the twins themselves held at
+            # their starting likelihood, so the pull is specific to the true value
+            twin_logp = self._continuation_logp(forward, twin_ids, device).view(shape)
+            with torch.no_grad():
+                twin_ref = self._continuation_logp(self._reference.logits, twin_ids, device).view(shape)
+            held = torch.nn.functional.smooth_l1_loss(twin_logp, twin_ref, beta=o.delta, reduction="none")
+            loss = loss + o.anchor * weighted_mean(held.mean(-1), weights)
+        else:
+            with torch.no_grad():
+                twins_under = self._reference.logits if o.frozen_twins else forward
+                twin_logp = self._continuation_logp(twins_under, twin_ids, device).view(shape)
         return loss + o.gamma * null_matching(true_logp, twin_logp, quantiles, weights, delta=o.delta)
 
     def _continuation_logp(
