@@ -22,7 +22,9 @@ from pii_unlearn.unlearn import run_unlearn
 def main() -> None:
     torch.set_num_threads(1)
     work, seed, name, method, forget = Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:6]
-    overrides = dict(kv.split("=", 1) for kv in sys.argv[6:])
+    overrides: dict[str, object] = dict(kv.split("=", 1) for kv in sys.argv[6:])
+    if "prefixes" in overrides:
+        overrides["prefixes"] = str(overrides["prefixes"]).split(",")
     victim = work / "victim"
     forget_path = work / RISK if forget == "free" else victim / PLANTED_FILE
     out = work / f"run-{name}"

@@ -52,12 +52,12 @@ PREFIX_VARIANTS = ("own", "swapped", "truncated")
 
 
 class NullMatchOptions(
-    with_defaults(GradientOptions, "NullMatchLoop", lr=1e-4, lora=False, max_steps=120, eval_every=10)
+    with_defaults(GradientOptions, "NullMatchLoop", lr=3e-4, lora=False, max_steps=60, eval_every=10)
 ):
     """Null matching's options: the shared loop's, plus twins, prefixes and loss weights."""
 
-    twins: int = Field(8, ge=2, description="same-shape never-seen values drawn per forget value and step")
-    spans_per_record: int = Field(4, ge=1, description="PII spans of a record trained per step, at most")
+    twins: int = Field(4, ge=2, description="same-shape never-seen values drawn per forget value and step")
+    spans_per_record: int = Field(2, ge=1, description="PII spans of a record trained per step, at most")
     prefixes: list[str] = Field(
         ["own", "swapped", "truncated"],
         description="prefix variants drawn from each step: own (the record's text before the value), "
