@@ -74,7 +74,7 @@ class NullMatchOptions(
         "else under the model being trained",
     )
     anchor: float = Field(
-        0.0,
+        1.0,
         ge=0,
         description="if > 0: pull onto the twins as the model being trained scores them, and hold "
         "the twins at their starting likelihood with this weight",
@@ -102,8 +102,8 @@ def _digit_twin(value: str, rng: random.Random) -> str:
 class NullMatch(GradientMethod):
     name = "nullmatch"
     summary = (
-        "Two-sided: each PII value's log-likelihood (own, fake-swapped and truncated prefixes) pulled onto "
-        "never-seen same-shape twins', full weights, plus non-PII NLL and KL."
+        "Two-sided: each PII value's log-likelihood (own, fake-swapped, truncated prefixes) pulled onto "
+        "never-seen same-shape twins' (twins held in place), all weights, plus non-PII NLL and KL."
     )
     Options = NullMatchOptions
     options: NullMatchOptions
