@@ -11,8 +11,12 @@ last few words only), and pulls the true value's summed log-likelihood in that
 prefix onto a quantile of the twins' (:func:`pii_unlearn.unlearn.losses.null_matching`,
 two-sided: a value pushed below its twins is pulled back). The quantile is drawn
 once per value, so across values the rank among never-seen values is spread as a
-null's is. The non-PII tokens of the forget records keep their NLL (``alpha``) and
-the loop's KL term keeps the retain text.
+null's is. With ``anchor`` > 0 (the default) the target is the twins as the model
+being trained scores them, and a second term holds the twins at their starting
+likelihood: without it (``anchor=0``: twins scored by the frozen start) training
+pushes every value of the shape down in that context and the true value keeps its
+rank (``bench/deep.md``). The non-PII tokens of the forget records keep their NLL
+(``alpha``) and the loop's KL term keeps the retain text.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ class NullMatchOptions(
     )
     frozen_twins: bool = Field(
         True,
-        description="score the twins under the frozen starting model (a fixed target), "
+        description="with anchor=0: score the twins under the frozen starting model (a fixed target), "
         "else under the model being trained",
     )
     anchor: float = Field(
