@@ -56,7 +56,7 @@ PREFIX_VARIANTS = ("own", "swapped", "truncated")
 
 
 class NullMatchOptions(
-    with_defaults(GradientOptions, "NullMatchLoop", lr=3e-4, lora=False, max_steps=60, eval_every=10)
+    with_defaults(GradientOptions, "NullMatchLoop", lr=1e-3, lora=False, max_steps=60, eval_every=10)
 ):
     """Null matching's options: the shared loop's, plus twins, prefixes and loss weights."""
 
