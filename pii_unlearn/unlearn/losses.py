@@ -107,3 +107,39 @@ def non_pii_nll(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.T
     _, other = target_masks(batch)
     weighted = other * batch["weights"].float().unsqueeze(-1)
     return (nll * weighted).sum() / weighted.sum().clamp(min=1e-8)
+
+
+def row_quantile(values: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The ``q[i]`` quantile of row ``i`` of ``values`` ``(N, K)`` (linear interpolation), ``(N,)``."""
+    ordered, _ = values.sort(dim=-1)
+    pos = q.clamp(0, 1) * (values.shape[-1] - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=values.shape[-1] - 1)
+    frac = pos - lo.float()
+    low = ordered.gather(-1, lo[:, None])[:, 0]
+    high = ordered.gather(-1, hi[:, None])[:, 0]
+    return low + frac * (high - low)
+
+
+def null_matching(
+    true_logp: torch.Tensor,
+    twin_logp: torch.Tensor,
+    quantiles: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    delta: float,
+) -> torch.Tensor:
+    """Two-sided pull of each forget value's log-likelihood onto its never-seen twins'.
+
+    ``true_logp`` ``(N,)``: the forget value's summed log-likelihood given a prefix;
+    ``twin_logp`` ``(N, K)``: K same-shape values that were never trained, in the same
+    prefix (held fixed: no gradient flows into them); ``quantiles`` ``(N,)`` in [0, 1]:
+    which quantile of the twins each value is pulled to (drawn once per value, so that
+    over many values the rank among never-seen values is spread like a null's rather than
+    stacked at the median). Smooth-L1 with threshold ``delta`` nats: constant pull far away,
+    quadratic near the target, zero at it. A value already below its target is pushed
+    back up, so over-unlearning costs as much as under-unlearning.
+    """
+    target = row_quantile(twin_logp.detach().float(), quantiles.float())
+    per = F.smooth_l1_loss(true_logp.float(), target, beta=delta, reduction="none")
+    return weighted_mean(per, weights)
