@@ -71,31 +71,6 @@ def test_real_app_usage_error_is_one_line(capsys) -> None:
     assert len(_lines(err)) == 1 and "No such option: --bogus" in err
 
 
-LAUGHS = (
-    "a: &a ["
-    + ",".join(['"lol"'] * 9)
-    + "]\n"
-    + "".join(
-        f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
-    )
-)
-
-
-@pytest.mark.parametrize("args", [["risk-score", "--show-policy", "--policy"], ["unlearn", "--list-methods"]])
-def test_yaml_alias_bomb_is_refused_quickly(args: list[str], tmp_path, capsys) -> None:
-    from pii_unlearn.options import load_config_file
-
-    bomb = tmp_path / "bomb.yaml"
-    bomb.write_text(LAUGHS)
-    if args[0] == "risk-score":
-        assert run([*args, str(bomb)]) == EXIT_USAGE
-        err = capsys.readouterr().err
-        assert "anchors and aliases" in err and len(_lines(err)) == 1 and "lol" not in err
-    else:
-        with pytest.raises(InputError, match="anchors and aliases"):
-            load_config_file(bomb)
-
-
 def test_yaml_duplicate_keys_are_refused(tmp_path) -> None:
     from pii_unlearn.options import load_config_file
 

@@ -267,6 +267,7 @@ def test_hostile_input(
     assert "Traceback" not in err and lines[0].startswith("error: ")
     if message:
         assert message in lines[0], lines[0]
+    assert "lol" not in lines[0], "an error quoted the expanded YAML"
     assert _digest(work) == before, "an input changed or something was written"
     assert _digest(victim_dir) == victim_digest, "the victim checkpoint changed"
 

@@ -36,14 +36,26 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _env() -> dict[str, str]:
+    """This process's environment, with the checkout first on the import path."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def _rerun(args: list[str]) -> None:
+    """Run ``pii-unlearn ARGS`` to the end; it must succeed."""
+    rerun = subprocess.run(
+        [sys.executable, "-m", "pii_unlearn", *args], capture_output=True, env=_env(), timeout=900
+    )
+    assert rerun.returncode == 0, rerun.stderr.decode(errors="replace")
+
+
 def _interrupted(args: list[str], sig: signal.Signals, cpu: float, timeout: float = 600) -> int:
     """Run ``pii-unlearn ARGS``, send ``sig`` once it has used ``cpu`` CPU seconds; its exit code."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pii_unlearn", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=env,
+        env=_env(),
     )
     deadline = time.monotonic() + timeout
     while proc.poll() is None and _cpu_seconds(proc.pid) < cpu and time.monotonic() < deadline:
@@ -90,13 +102,7 @@ def test_detect_interrupted_then_rerun(many_records: Path, tmp_path: Path, sig: 
     assert _absent_or_complete(out, RECORDS)
     assert many_records.read_bytes() == before
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "pii_unlearn", *args],
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        timeout=900,
-    )
-    assert rerun.returncode == 0, rerun.stderr.decode(errors="replace")
+    _rerun(args)
     assert len(read_records(out)) == RECORDS and read_manifest(out) is not None
 
 
@@ -124,11 +130,5 @@ def test_unlearn_interrupted_then_rerun(victim_dir: Path, tmp_path: Path, sig: s
     assert _checkpoint_absent_or_complete(out)
     if out.exists():
         return  # it finished before the signal: replacing it is the output policy's business
-    rerun = subprocess.run(
-        [sys.executable, "-m", "pii_unlearn", *args],
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        timeout=900,
-    )
-    assert rerun.returncode == 0, rerun.stderr.decode(errors="replace")
+    _rerun(args)
     assert _checkpoint_absent_or_complete(out) and out.exists()
