@@ -52,10 +52,11 @@ from pii_unlearn.audit.figures import (
 )
 from pii_unlearn.audit.settings import AuditSettings
 from pii_unlearn.audit.stats import bootstrap_auc, clopper_pearson, extrapolated_exposure, null_rank1_range
-from pii_unlearn.audit.variants import Probe, fake_twin, format_candidates, paraphrase_probes, shape_twin
+from pii_unlearn.audit.variants import PlausibleCandidates, Probe, fake_twin, paraphrase_probes
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.extraction import Target, extraction_targets, greedy_hits, min_k_mean
 from pii_unlearn.lm import (
+    batch_threads,
     continuation_logprobs,
     generate_bucketed,
     sample_continuations,
@@ -97,15 +98,13 @@ class AuditInputs:
         targets = extraction_targets(records)
         seeds = settings.seeds()
         audited = {t.value for t in targets}
-        twin_fake, twin_rng = make_faker(seeds["exposure_twins"]), random.Random(seeds["exposure_twins"])
-        exposure_twins = [
-            shape_twin(t.value, t.entity_type, twin_fake, twin_rng, audited)[0] for t in targets
-        ]
+        sampler = PlausibleCandidates(seeds["exposure_twins"])
         rng = random.Random(seeds["exposure_candidates"])
-        candidates = [
-            format_candidates(t.value, settings.candidates, rng, exclude=audited | {twin})
-            for t, twin in zip(targets, exposure_twins, strict=True)
-        ]
+        exposure_twins, candidates = [], []
+        for t in targets:  # the twin is one more draw, so it is exchangeable with the candidates
+            drawn = sampler.draw(t.value, t.entity_type, settings.candidates + 1, rng, exclude=audited)
+            exposure_twins.append(drawn[0] if drawn else t.value)
+            candidates.append(drawn[1:])
         fake = make_faker(seeds["twins"])
         twins = {r.id: fake_twin(r, fake, audited) for r in records}
         probes, dropped = paraphrase_probes(records, targets, per_target=settings.probes_per_target)
@@ -459,9 +458,9 @@ def _extrapolated_extras(measured: Measured, block: dict[str, Any]) -> dict[str,
         Figure(
             "exposure",
             "exposure (bits)",
-            "How far the model ranks each true value above C random values of the same shape, in "
-            "bits: about 1.4 for a value it never saw, up to the ceiling log2(C+1) when the true "
-            "value always comes first.",
+            "How far the model ranks each true value above C real-looking values of the same type "
+            "and shape, in bits: about 1.4 for a value it never saw, up to the ceiling log2(C+1) "
+            "when the true value always comes first.",
             BITS,
             columns=("exposure",),
             summary=True,
@@ -472,8 +471,8 @@ def _extrapolated_extras(measured: Measured, block: dict[str, Any]) -> dict[str,
         Figure(
             "exposure_twin",
             "twin exposure (bits)",
-            "The same exposure for fake twins, never-trained values of the same type and shape put "
-            "in the same place, which is what exposure reads when the model knows nothing.",
+            "The same exposure for fake twins, never-trained values drawn like the candidates and "
+            "put in the same place, which is what exposure reads when the model knows nothing.",
             BITS,
             columns=("exposure_twin",),
         ),
@@ -525,14 +524,15 @@ def measure_exposure(run: ModelRun) -> Measured:
     for t, twin, cands in zip(targets, inputs.exposure_twins, candidates, strict=True):
         lead = t.target[: len(t.target) - len(t.value)]
         strings.append([lead + value for value in (t.value, twin, *cands)])
-    logps = continuation_logprobs(
-        run.loaded.model,
-        run.loaded.tokenizer,
-        [t.prefix for t in targets],
-        strings,
-        batch_size=run.settings.batch_size * 16,
-        progress=run.stage("exposure ranking", sum(len(x) for x in strings)),
-    )
+    with batch_threads(run.loaded.model, run.settings.threads) as threads:
+        logps = continuation_logprobs(
+            run.loaded.model,
+            run.loaded.tokenizer,
+            [t.prefix for t in targets],
+            strings,
+            batch_size=run.settings.batch_size * 16,
+            progress=run.stage("exposure ranking", sum(len(x) for x in strings)),
+        )
     cols: dict[str, Column] = {k: [] for k in MEASUREMENTS_EXPOSURE_COLUMNS}
     for cands, scored in zip(candidates, logps, strict=True):
         scores = [sum(lp) for lp in scored]
@@ -551,7 +551,8 @@ def measure_exposure(run: ModelRun) -> Measured:
         cols["exposure_sn"].append(extrapolated_exposure(true, others))
         cols["exposure_sn_twin"].append(extrapolated_exposure(twin, others))
     twin_cols = {k: cols.pop(k) for k in ("rank1_twin", "exposure_sn_twin")}
-    return Measured(cols, {"ceilings": [math.log2(len(c) + 1) for c in candidates if c], **twin_cols})
+    ceilings = [math.log2(len(c) + 1) for c in candidates if c]
+    return Measured(cols, {"ceilings": ceilings, "threads": threads, **twin_cols})
 
 
 #: The per-target columns :func:`measure_exposure` fills (the twins' last two go to its extras).

@@ -276,6 +276,8 @@ def run_audit(
         "heldout_texts": len(held.texts),
         "device": str(lm.device),
         "dtype": str(lm.dtype).replace("torch.", ""),
+        # CPU threads of the exposure ranking per side (chosen from the idle cores unless set)
+        "threads": {side: m["exposure"].extra.get("threads") for side, m in sides.items() if "exposure" in m},
         "timings": timer.timings,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {
