@@ -17,7 +17,7 @@ victim's ``planted.jsonl`` (which only this benchmark reads):
 only part of a planted value are left out of the fit).
 
 Run: ``.venv/bin/python bench/invert.py [--victim DIR]`` (writes ``bench/invert.md``;
-a few minutes on 2 cores, most of it the inverter's training).
+a few minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from pii_unlearn.synth.victim import PLANTED_FILE, VictimConfig, build_victim
 RUNS: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (
     ("sample (defaults)", "sample", 0, ()),
     ("sample (defaults)", "sample", 1, ()),
-    ("logit-inverter (defaults)", "logit-inverter", 0, ()),
 )
 #: What the figures mean, written under the tables.
 NOTES: tuple[str, ...] = (
@@ -54,11 +53,10 @@ NOTES: tuple[str, ...] = (
     "name at the start of a text taken in, a name not tagged) and a few names the model itself "
     "rarely writes. Lenient precision counts output values that are part of a planted value (a "
     "shortened address or name): those are memorised text, cut short by the detector.",
-    "- The logit inverter reconstructs a text from one next-token distribution. On this 1.4M-parameter "
-    "victim that distribution says little about a whole record, so the surrogates are template-like "
-    "texts with Faker-like PII (the pseudo-PII that DFSU's masked unlearning trains on), not the "
-    "planted values; their spans score a memorisation confidence near 0, so `risk-score` gives them "
-    "little weight. Token F1 measures how well it reads back held-out template texts.",
+    "- The DFSU paper's logit inverter (text read back from one next-token distribution) was built, "
+    "measured and removed: on seed 0 of the first-round victim it recovered 0 of 213 planted values "
+    "(held-out reconstruction token F1 0.32; its surrogates were template texts carrying the Faker "
+    'values it decoded with, not the model\'s); see the README, "Why no logit inverter".',
     "- Wall times are on a machine shared with other jobs (see the load average); small models run "
     "single-threaded, which was several times faster than two threads on the busy box. Most of the "
     "sample strategy's time is model and detector loading, enumeration at the harvested openers and "
@@ -217,18 +215,6 @@ def write_report(results: list[dict[str, Any]], planted: dict[str, str], ceiling
         timings = r["manifest"].get("timings", {})
         parts = ", ".join(f"{k.removeprefix('invert.')} {v:.1f}" for k, v in timings.items())
         lines.append(f"- {r['strategy']} seed {r['seed']}: {parts}")
-    inverter = [r for r in results if r["strategy"] == "logit-inverter"]
-    for r in inverter:
-        settings = r["manifest"].get("settings", {})
-        cfg = settings.get("inverter_config", {})
-        lines += [
-            "",
-            f"Logit inverter (seed {r['seed']}): held-out reconstruction token F1 "
-            f"**{cfg.get('heldout_token_f1')}** on {cfg.get('heldout_texts')} template texts; trained on "
-            f"{cfg.get('train_texts')} texts for {cfg.get('epochs')} epochs (d_model {cfg.get('d_model')}, "
-            f"{cfg.get('layers')}+{cfg.get('layers')} layers); loss by epoch "
-            f"{[h['loss'] for h in settings.get('training_history', [])]}.",
-        ]
     lines += ["", *NOTES]
     Path(__file__).with_name("invert.md").write_text("\n".join(lines) + "\n")
 

@@ -17,7 +17,7 @@ from pii_unlearn.cli.invert import resolve_strategy_options
 from pii_unlearn.errors import InputError
 from pii_unlearn.invert import (
     STRATEGIES,
-    LogitInverterOptions,
+    InvertOptions,
     SampleOptions,
     builtin_openers,
     get_strategy,
@@ -29,7 +29,6 @@ from pii_unlearn.invert import (
 )
 from pii_unlearn.invert.allocate import allocate, explore_per_prompt, explore_plan, round_budget
 from pii_unlearn.invert.base import parse_prompt_lines
-from pii_unlearn.invert.inverter import builtin_templates, template_texts, token_f1
 from pii_unlearn.invert.scoring import (
     Occurrence,
     group_by_value,
@@ -43,7 +42,6 @@ from pii_unlearn.synth.victim import PLANTED_FILE, VICTIM_TEMPLATES
 
 #: Small budgets so that the whole file runs in well under a minute once the victim exists.
 SMALL = {"num_samples": 192, "max_new_tokens": 40, "batch_size": 64}
-TINY_INVERTER = ["--set", "train_texts=48", "--set", "heldout_texts=8", "--set", "epochs=1"]
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +126,6 @@ def test_prompt_lines_and_builtin_openers() -> None:
     # Nothing is taken from the victim's templates.
     victim_heads = {t.split("{")[0].strip() for t in VICTIM_TEMPLATES}
     assert not victim_heads & {o.strip() for o in openers}
-    for template in builtin_templates():
-        assert template not in VICTIM_TEMPLATES
 
 
 def test_allocate_is_proportional_and_exact() -> None:
@@ -149,14 +145,6 @@ def test_exploration_and_round_budgets() -> None:
     assert round_budget(300, 128) == 128
     assert round_budget(150, 128) == 150
     assert round_budget(40, 128) == 40
-
-
-def test_inverter_helpers_are_deterministic() -> None:
-    assert template_texts(builtin_templates(), 6, 1) == template_texts(builtin_templates(), 6, 1)
-    assert template_texts(builtin_templates(), 6, 1) != template_texts(builtin_templates(), 6, 2)
-    assert token_f1([1, 2, 3], [1, 2, 3]) == 1.0
-    assert token_f1([1, 2], [3]) == 0.0
-    assert math.isclose(token_f1([1, 2, 2], [2, 4]), 0.4)
 
 
 def test_read_prompts_file_errors(tmp_path: Path) -> None:
@@ -216,20 +204,16 @@ def test_run_inversion_rejects_bad_options(victim: Any, detector: Detector) -> N
     with pytest.raises(InputError, match="num_samples: Input should be greater than or equal to 1"):
         run_inversion(victim, detector=detector, num_samples=0)
     with pytest.raises(InputError, match="takes SampleOptions"):
-        run_inversion(victim, detector=detector, options=LogitInverterOptions())
+        run_inversion(victim, detector=detector, options=InvertOptions(num_samples=4, builtin_prompts=True))
 
 
 # --- typed options ---------------------------------------------------------------------------
 
 
 def test_each_strategy_owns_an_options_model() -> None:
-    assert set(STRATEGIES) >= {"sample", "logit-inverter"}
+    assert "sample" in STRATEGIES and "logit-inverter" not in STRATEGIES  # removed: it recovered nothing
     assert get_strategy("sample").options is SampleOptions
-    assert get_strategy("logit-inverter").options is LogitInverterOptions
-    assert SampleOptions().num_samples == 512 and LogitInverterOptions().num_samples == 256
-    assert "threshold" in SampleOptions.model_fields
-    # The inverter keeps every surrogate with PII: a keep threshold would mean nothing there.
-    assert "threshold" not in LogitInverterOptions.model_fields
+    assert SampleOptions().num_samples == 512 and "threshold" in SampleOptions.model_fields
     for strategy in STRATEGIES.values():
         assert strategy.summary
         for name, info in strategy.options.model_fields.items():
@@ -251,8 +235,6 @@ def test_set_values_are_typed_by_the_strategy_model() -> None:
     flags = {"num_samples": ("--num-samples", 64), "threshold": ("--threshold", None)}
     options = resolve_strategy_options("sample", ["num_samples=32"], flags)
     assert options.num_samples == 32  # --set wins over the flag
-    inverter = resolve_strategy_options("logit-inverter", ["inverter=none", "epochs=2"], {})
-    assert inverter.inverter is None and inverter.epochs == 2
 
 
 @pytest.mark.parametrize(
@@ -263,9 +245,7 @@ def test_set_values_are_typed_by_the_strategy_model() -> None:
         ("sample", ["foo=1"], {}, "--set foo: unknown option (known: batch_size, branch,"),
         ("sample", ["temperature=0"], {}, "--set temperature: Input should be greater than 0"),
         ("sample", ["threshold=1.5"], {}, "--set threshold: Input should be less than or equal to 1"),
-        ("logit-inverter", ["d_model=130"], {}, "--set d_model: Input should be a multiple of 4"),
-        ("logit-inverter", [], {"threshold": ("--threshold", 0.3)}, "--threshold: not an option of"),
-        ("sample", [], {"inverter": ("--inverter", Path("x"))}, "--inverter: not an option of"),
+        ("logit-inverter", [], {}, "unknown inversion strategy"),
         ("sample", [], {"num_samples": ("--num-samples", 0)}, "--num-samples: num_samples: Input"),
     ],
 )
@@ -311,27 +291,6 @@ def test_cli_sample_writes_records_and_manifest(victim_dir: Path, tmp_path: Path
     assert "invert" in manifest["timings"]
 
 
-def test_cli_logit_inverter_trains_saves_and_reuses(victim_dir: Path, tmp_path: Path) -> None:
-    saved = tmp_path / "inverter"
-    first = tmp_path / "a.jsonl"
-    result = _invoke(
-        "--model", str(victim_dir), "--output", str(first), "--strategy", "logit-inverter",
-        "--num-samples", "16", "--max-new-tokens", "24", "--save-inverter", str(saved), *TINY_INVERTER,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    config = json.loads((saved / "inverter.json").read_text())
-    assert config["heldout_token_f1"] is not None and len(config["tokenizer_fingerprint"]) == 64
-    manifest = read_manifest(first)
-    assert manifest is not None and manifest["settings"]["strategy"] == "logit-inverter"
-    second = tmp_path / "b.jsonl"
-    result = _invoke(
-        "--model", str(victim_dir), "--output", str(second), "--strategy", "logit-inverter",
-        "--num-samples", "16", "--max-new-tokens", "24", "--inverter", str(saved),
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert second.read_text() == first.read_text()  # same inverter, same seed: same surrogates
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -345,9 +304,7 @@ def test_cli_logit_inverter_trains_saves_and_reuses(victim_dir: Path, tmp_path: 
         (["--set", "novalue"], "KEY=VALUE"),
         (["--set", "top_k=abc"], "--set top_k: Input should be a valid integer"),
         (["--set", "refine=maybe"], "--set refine: Input should be a valid boolean"),
-        (["--inverter", "{tmp}"], "--inverter: not an option of strategy 'sample'"),
-        (["--strategy", "logit-inverter", "--threshold", "0.3"], "--threshold: not an option"),
-        (["--strategy", "logit-inverter", "--inverter", "{tmp}/inv"], "not a saved inverter"),
+        (["--strategy", "logit-inverter"], "unknown inversion strategy"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_writes_nothing(
@@ -375,8 +332,6 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(
         ["--set", "foo=1"],
         ["--set", "branch_depth=0"],
         ["--num-samples", "0"],
-        ["--strategy", "logit-inverter", "--threshold", "0.3"],
-        ["--strategy", "logit-inverter", "--set", "lr=-1"],
     ],
 )
 def test_cli_bad_options_fail_before_loading_a_model(
@@ -397,10 +352,10 @@ def test_cli_lists_strategies_with_their_options() -> None:
     result = CliRunner().invoke(app, ["invert", "--list-strategies"])
     assert result.exit_code == 0, result.output
     text = result.output
-    assert text.index("sample:") < text.index("logit-inverter:")
-    for name in ("top_k", "refine", "branch_leaves", "save_inverter", "epochs", "dict[str, float]"):
+    assert "sample:" in text and "logit-inverter" not in text
+    for name in ("top_k", "refine", "branch_leaves", "dict[str, float]"):
         assert name in text
-    assert "512" in text and "256" in text
+    assert "512" in text
 
 
 def test_invert_file_writes_records_and_an_honest_manifest(victim_dir: Path, tmp_path: Path) -> None:
@@ -416,16 +371,3 @@ def test_invert_file_writes_records_and_an_honest_manifest(victim_dir: Path, tmp
     assert manifest is not None and manifest["command"] == argv and manifest["seed"] == 2
     with pytest.raises(InputError, match="invert_file: top_k: Input should be a valid integer"):
         invert_file(victim_dir, tmp_path / "other.jsonl", options={"top_k": "x"})
-
-
-def test_cli_rejects_an_inverter_for_another_tokenizer(victim_dir: Path, tmp_path: Path) -> None:
-    fake = tmp_path / "inv"
-    fake.mkdir()
-    (fake / "inverter.json").write_text(json.dumps({"tokenizer_fingerprint": "0" * 64}))
-    out = tmp_path / "out.jsonl"
-    result = _invoke(
-        "--model", str(victim_dir), "--output", str(out), "--strategy", "logit-inverter",
-        "--inverter", str(fake), "--num-samples", "4",
-    )  # fmt: skip
-    assert result.exit_code == 2 and "different tokenizer" in result.output
-    assert not out.exists()

@@ -97,12 +97,10 @@ def invert(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="JSONL file of pseudo-PII records to write.")
     ],
-    strategy: Annotated[
-        str, typer.Option(help="Inversion strategy: 'sample' or 'logit-inverter' (see --list-strategies).")
-    ] = "sample",
+    strategy: Annotated[str, typer.Option(help="Inversion strategy (see --list-strategies).")] = "sample",
     num_samples: Annotated[
         int | None,
-        typer.Option(help=f"Samples (sample) or decoded prompts (logit-inverter) ({SEE_LIST})."),
+        typer.Option(help=f"Sampled continuations ({SEE_LIST})."),
     ] = None,
     max_new_tokens: Annotated[
         int | None, typer.Option(help=f"Tokens generated per sample ({SEE_LIST}).")
@@ -126,12 +124,6 @@ def invert(
     threshold: Annotated[
         float | None,
         typer.Option(help=f"sample: memorisation confidence a value needs to be kept ({SEE_LIST})."),
-    ] = None,
-    inverter: Annotated[
-        Path | None, typer.Option(help="logit-inverter: reuse a trained inverter from this folder.")
-    ] = None,
-    save_inverter: Annotated[
-        Path | None, typer.Option(help="logit-inverter: save the trained inverter to this folder.")
     ] = None,
     setting: Annotated[
         list[str] | None,
@@ -182,8 +174,6 @@ def invert(
             "batch_size": ("--batch-size", batch_size),
             "builtin_prompts": ("--builtin-prompts", builtin_prompts),
             "threshold": ("--threshold", threshold),
-            "inverter": ("--inverter", inverter),
-            "save_inverter": ("--save-inverter", save_inverter),
         },
     )
     status = console.status("loading the model and the PII detector...")

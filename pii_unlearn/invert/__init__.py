@@ -6,17 +6,19 @@ memorisation scores and prompts, plus a summary per entity type);
 ``invert_file(model_path, output, ...)`` is the whole ``invert`` step on disk.
 Each strategy owns a pydantic model of its options. Strategies:
 
-* ``sample`` (default): generic PII-eliciting openers, seeded sampling, PII
-  detection, memorisation scores, de-duplication by value
-  (:mod:`pii_unlearn.invert.sample`);
-* ``logit-inverter``: a small sequence-to-sequence inverter trained on Faker
-  text that reconstructs text from the model's next-token log-probabilities
-  (:mod:`pii_unlearn.invert.inverter`).
+* ``sample`` (the default and, for now, the only one): generic PII-eliciting
+  openers, seeded sampling, PII detection, memorisation scores, de-duplication
+  by value (:mod:`pii_unlearn.invert.sample`).
+
+The DFSU paper's logit inverter (a sequence-to-sequence model that reads text
+back from one next-token distribution) was built and measured here and removed:
+it recovered none of the planted values (``bench/invert.md``; README, "Why no
+logit inverter").
 """
 
 from __future__ import annotations
 
-from pii_unlearn.invert import inverter, sample  # noqa: F401  (registers the strategies)
+from pii_unlearn.invert import sample  # noqa: F401  (registers the strategy)
 from pii_unlearn.invert.base import (
     STRATEGIES,
     InversionResult,
@@ -29,7 +31,6 @@ from pii_unlearn.invert.base import (
     run_inversion,
     strategy_options,
 )
-from pii_unlearn.invert.inverter import LogitInverterOptions
 from pii_unlearn.invert.sample import SampleOptions
 from pii_unlearn.invert.step import InvertReport, invert_file
 
@@ -38,7 +39,6 @@ __all__ = [
     "InversionResult",
     "InvertOptions",
     "InvertReport",
-    "LogitInverterOptions",
     "SampleOptions",
     "Strategy",
     "builtin_openers",

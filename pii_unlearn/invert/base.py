@@ -5,8 +5,8 @@ progress) -> InversionResult`` registered under a name, with the pydantic model
 of its options, by :func:`register_strategy`. The options model (a subclass of
 :class:`InvertOptions`) is the single source of the strategy's defaults, types
 and bounds; :func:`run_inversion` validates the options against it and calls the
-strategy. The built-in strategies (``sample``, ``logit-inverter``) register
-themselves when :mod:`pii_unlearn.invert` is imported.
+strategy. The built-in strategy (``sample``) registers
+itself when :mod:`pii_unlearn.invert` is imported.
 """
 
 from __future__ import annotations

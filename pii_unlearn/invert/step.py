@@ -66,8 +66,7 @@ def invert_file(
     from pii_unlearn.pii.detect import Detector
 
     resolved = strategy_options(strategy, options, where="invert_file")
-    inverter_inputs = [getattr(resolved, key, None) for key in ("inverter", "save_inverter")]
-    output = check_output(output, inputs=[model_path, prompts, *inverter_inputs])
+    output = check_output(output, inputs=[model_path, prompts])
     extra = read_prompts_file(prompts) if prompts is not None else None
     detector_args: dict[str, Any] = {"entities": list(entities) if entities else None, "nlp_model": nlp_model}
     if detect_threshold is not None:
@@ -98,9 +97,6 @@ def invert_file(
     manifest.add_input(model_path, role="model")
     if prompts is not None:
         manifest.add_input(prompts, role="prompts")
-    inverter = getattr(resolved, "inverter", None)
-    if inverter is not None:
-        manifest.add_input(inverter, role="inverter")
     manifest.timings = {**timer.timings, **{f"invert.{k}": v for k, v in result.timings.items()}}
     write_records(output, result.records, manifest)
     return InvertReport(output=output, strategy=strategy, seed=seed, result=result, timings=timer.timings)

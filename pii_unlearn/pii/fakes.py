@@ -2,7 +2,7 @@
 
 The one place that makes a fake value of an entity type (:func:`fake_value`):
 detection's ``--fake`` twins, the DPO pairs of ``unlearn``, the audit's
-non-member twins, the inverter's training texts and the demo victim all use it.
+non-member twins and exposure candidates, and the demo victim all use it.
 """
 
 from __future__ import annotations
