@@ -134,6 +134,27 @@ def test_street_addresses_are_locations(detector: Detector, patterns: Detector) 
         assert "LOCATION" not in found[1]
 
 
+def test_whole_values_not_pieces(detector: Detector) -> None:
+    """Addresses with their place, names with titles and suffixes, written dates: whole values."""
+    texts = [
+        "Ship to 885 Lee Tunnel Suite 208, Port Donna, WY 74331 by Friday.",
+        "Statement mailed to 6104 Marsh Crescent, Dennishaven.",
+        "I live at 12 Oak Street, Mary will call you.",
+        "Customer Karen Grimes phoned on Feb 15, 1950 about her card.",
+        "Please ask Mr. Micheal Robertson or Joseph Stevens Jr. to sign.",
+        "She was born 15 February 1950 in a small town.",
+    ]
+    found = [_found(t, s) for t, s in zip(texts, detector.analyze(texts), strict=True)]
+    assert found[0]["LOCATION"] == "885 Lee Tunnel Suite 208, Port Donna, WY 74331"
+    assert found[1]["LOCATION"] == "6104 Marsh Crescent, Dennishaven"
+    assert found[2].get("LOCATION") == "12 Oak Street"  # the clause goes on: Mary is not a place
+    assert found[3]["PERSON"] == "Karen Grimes" and found[3]["DATE_TIME"] == "Feb 15, 1950"
+    spans = detector.analyze([texts[4]])[0]
+    names = [texts[4][sp.start : sp.end] for sp in spans if sp.entity_type == "PERSON"]
+    assert names == ["Mr. Micheal Robertson", "Joseph Stevens Jr."]
+    assert found[5]["DATE_TIME"] == "15 February 1950"
+
+
 def test_building_detectors_leaves_presidio_unchanged(patterns: Detector) -> None:
     from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
 

@@ -6,6 +6,8 @@
   NANP-shape pattern finds numbers with area codes it rejects;
 * Mastercard's 2-series numbers, which the stock card pattern misses;
 * US street addresses as ``LOCATION`` (spaCy finds cities and countries, not addresses);
+* written dates with a month name or its abbreviation ("Feb 15, 1950", "15 February 1950"),
+  which neither Presidio's date patterns nor spaCy's small model always find;
 * recognizers that fire on ordinary words or claim other entities' numbers are
   :data:`OFF_BY_DEFAULT`.
 """
@@ -180,6 +182,30 @@ def _street_address_recognizer(language: str) -> Any:
     )
 
 
+_MONTHS = (
+    "January|February|March|April|May|June|July|August|September|October|November|December"
+    "|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+)
+#: A calendar date written with its month's name: "Feb 15, 1950", "February 15 1950", "15 Feb. 1950".
+WRITTEN_DATE = (
+    rf"\b(?:(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?,?\s+\d{{4}})\b"
+)
+WRITTEN_DATE_SCORE = 0.6
+
+
+def _written_date_recognizer(language: str) -> Any:
+    """Dates written with a month name or abbreviation, as ``DATE_TIME``."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity=E.DATE_TIME,
+        name="WrittenDateRecognizer",
+        supported_language=language,
+        patterns=[Pattern("written date", WRITTEN_DATE, WRITTEN_DATE_SCORE)],
+    )
+
+
 def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]:
     """Presidio's predefined recognizers for ``language``, with this module's offline and precision fixes.
 
@@ -202,7 +228,9 @@ def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]
         registry.load_predefined_recognizers(languages=[language], nlp_engine=engine)
     finally:
         presidio_log.setLevel(level)
-    out: list[Any] = [_street_address_recognizer(language)] if language == "en" else []
+    out: list[Any] = (
+        [_street_address_recognizer(language), _written_date_recognizer(language)] if language == "en" else []
+    )
     for rec in registry.recognizers:
         if isinstance(rec, SpacyRecognizer):
             if has_ner:

@@ -1,4 +1,11 @@
-"""Clean-up of detected spans: trimmed, checked for plausibility, one span per overlapping group."""
+"""Clean-up of detected spans: trimmed, checked for plausibility, one span per overlapping group.
+
+Then whole values rather than pieces (:func:`complete_values`): a street address with the
+place after it ("12 Oak St, Springfield, IL 62704") is one address, not three spans; a
+person's name keeps its title and suffix ("Mr.", "Jr.") and loses a role word NER took in
+("Customer Karen Grimes" is "Karen Grimes"). A value cut in pieces is half-anonymised, and
+half of it still identifies someone.
+"""
 
 from __future__ import annotations
 
@@ -139,7 +146,90 @@ def _trim(text: str, span: Span) -> Span | None:
     return span.model_copy(update={"start": start, "end": end})
 
 
+#: Between a street address and the place after it.
+_ADDRESS_GLUE = re.compile(r",\s*")
+#: A place name after a street address, ending where the clause does: ", Port Donna" in
+#: "12 Oak St, Port Donna." (not ", Mary" in "12 Oak St, Mary will call").
+_PLACE_AFTER = re.compile(r",\s*(?:[A-Z][a-z]+)(?:\s+[A-Z][a-z]+){0,2}(?=\s*(?:[.;:,)\]]|$|\n))")
+#: A US state code and ZIP code after a place: ", IL 62704".
+_STATE_ZIP = re.compile(r",?\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b")
+#: A title before a name.
+_TITLE_BEFORE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+$")
+#: A suffix after a name.
+_SUFFIX_AFTER = re.compile(r"^(?:,?\s+(?:Jr|Sr)\b\.?|\s+(?:II|III|IV)\b|,?\s+(?:PhD|MD|DDS|DVM)\b)")
+
+
+@functools.lru_cache(maxsize=1)
+def _first_names() -> frozenset[str]:
+    """Given names (Faker's en_US list, from US census data), to tell a name from a role word."""
+    from faker.providers.person.en_US import Provider
+
+    return frozenset(Provider.first_names)
+
+
+def _whole_name(text: str, span: Span) -> Span:
+    """A PERSON span with its title and suffix, without a leading role word ("Customer")."""
+    start, end = span.start, span.end
+    words = text[start:end].split()
+    names = _first_names()
+    if len(words) >= 3 and words[0] not in names and words[1] in names:
+        start = text.index(words[1], start + len(words[0]))
+    title = _TITLE_BEFORE.search(text, 0, start)
+    if title is not None and title.end() == start:
+        start = title.start()
+    suffix = _SUFFIX_AFTER.match(text[end:])
+    if suffix is not None:
+        end += suffix.end()
+    elif text[end : end + 1] == "." and re.search(r"\b(?:Jr|Sr)$", text[start:end]):
+        end += 1  # the abbreviation's dot, which trimming took for the sentence's
+    if (start, end) == (span.start, span.end):
+        return span
+    return span.model_copy(update={"start": start, "end": end})
+
+
+def complete_values(text: str, spans: Sequence[Span]) -> list[Span]:
+    """Whole values from pieces: addresses joined to their place, names with titles and suffixes.
+
+    A LOCATION that starts with a house number and is followed by ", " and another
+    LOCATION takes it in; a LOCATION followed by a state code and ZIP takes them in.
+    A LOCATION that starts with a house number also takes in the place name after it
+    when the clause ends there. Other spans inside a grown span are dropped (the whole
+    value is the one to act on); spans that only partly overlap a grown one are kept.
+    """
+    out: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.start, s.end)):
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and prev.entity_type == E.LOCATION == span.entity_type
+            and text[prev.start : prev.start + 1].isdigit()
+            and _ADDRESS_GLUE.fullmatch(text, prev.end, span.start)
+        ):
+            out[-1] = prev.model_copy(update={"end": span.end, "score": max(prev.score, span.score)})
+            continue
+        out.append(_whole_name(text, span) if span.entity_type == E.PERSON else span)
+    grown: list[Span] = []
+    for span in out:
+        if span.entity_type == E.LOCATION and text[span.start : span.start + 1].isdigit():
+            place = _PLACE_AFTER.match(text, span.end)
+            if place is not None:
+                span = span.model_copy(update={"end": place.end()})
+        if span.entity_type == E.LOCATION:
+            tail = _STATE_ZIP.match(text, span.end)
+            if tail is not None:
+                span = span.model_copy(update={"end": tail.end()})
+        grown.append(span)
+    return [s for s in grown if not any(_inside(s, o) for o in grown)]
+
+
+def _inside(span: Span, other: Span) -> bool:
+    """Whether ``span`` lies in ``other`` and is shorter (a piece of a grown value)."""
+    longer = other.end - other.start > span.end - span.start
+    return longer and other.start <= span.start and span.end <= other.end
+
+
 def clean_spans(text: str, spans: Sequence[Span]) -> list[Span]:
-    """The spans of ``text`` worth keeping: trimmed, plausible, one per overlapping group, by start."""
+    """The spans of ``text`` worth keeping: trimmed, plausible, whole, one per overlapping group, by start."""
     trimmed = (_trim(text, s) for s in spans)
-    return resolve_overlaps([t for t in trimmed if t is not None and _plausible(text, t)])
+    plausible = [t for t in trimmed if t is not None and _plausible(text, t)]
+    return complete_values(text, resolve_overlaps(plausible))
