@@ -40,19 +40,16 @@ from pii_unlearn.artifacts import Record, read_manifest, read_records
 from pii_unlearn.synth.victim import PLANTED_FILE, VictimConfig, build_victim
 
 #: Runs: (label, strategy, seed, extra CLI arguments). The sample strategy runs with its defaults.
-RUNS: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (
-    ("sample (defaults)", "sample", 0, ()),
-    ("sample (defaults)", "sample", 1, ()),
-)
+RUNS: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (("sample (defaults)", "sample", 0, ()),)
 #: What the figures mean, written under the tables.
 NOTES: tuple[str, ...] = (
     "Notes:",
     "",
-    "- What the sample strategy misses is mostly people's names whose exact boundaries the detector "
-    "does not give even on the planted texts (a title such as PhD or DVM left out, the word before a "
-    "name at the start of a text taken in, a name not tagged) and a few names the model itself "
-    "rarely writes. Lenient precision counts output values that are part of a planted value (a "
-    "shortened address or name): those are memorised text, cut short by the detector.",
+    "- What the sample strategy misses is now mostly values the model is never led to write: the "
+    "inversion finds a record's first values and those that follow them, but a record whose opening "
+    "the openers and harvested prefixes never reach stays unseen (IBANs and people's names most). "
+    "Lenient precision counts output values that are part of a planted value (a city or street "
+    "written alone, a date without its year): memorised text, cut short.",
     "- The DFSU paper's logit inverter (text read back from one next-token distribution) was built, "
     "measured and removed: on seed 0 of the first-round victim it recovered 0 of 213 planted values "
     "(held-out reconstruction token F1 0.32; its surrogates were template texts carrying the Faker "
@@ -64,7 +61,7 @@ NOTES: tuple[str, ...] = (
 )
 #: Targets for the default strategy.
 TARGET_RECALL = 0.9
-TARGET_PRECISION = 0.8
+TARGET_PRECISION = 0.9
 TARGET_SECONDS = 60.0
 
 
@@ -139,9 +136,15 @@ def calibrate(workdir: Path) -> None:
     print(json.dumps({"bias": round(float(model.intercept_[0]), 3), **weights}, indent=2))
 
 
+#: Victims: (seed, template set). Seed 0 with the train templates is the demo's; the held-out
+#: victims use phrasings and seeds that no default of `invert` or `detect` was fitted or looked at.
+VICTIMS: tuple[tuple[int, str], ...] = ((0, "train"), (5, "heldout"), (6, "heldout"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--victim", type=Path, help="Demo victim to use (default: build one with seed 0).")
+    victims = [f"{s}:{t}" for s, t in VICTIMS]
+    parser.add_argument("--victims", nargs="+", default=victims, help="SEED:TEMPLATES pairs")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pii-unlearn-bench")
     parser.add_argument("--calibrate", action="store_true", help="Fit the memorisation calibration instead.")
     args = parser.parse_args()
@@ -149,29 +152,34 @@ def main() -> None:
     if args.calibrate:
         calibrate(args.workdir)
         return
-    victim = args.victim or args.workdir / "victim-seed0"
-    if not (victim / "config.json").exists():
-        build_victim(victim, VictimConfig(seed=0))
-    planted_records = read_records(victim / PLANTED_FILE)
-    planted = planted_values(planted_records)
-    ceiling = detector_ceiling(planted_records)
     load = os.getloadavg()
     results = []
-    for label, strategy, seed, extra in RUNS:
-        out = args.workdir / f"probes-{strategy}-{seed}.jsonl"
-        seconds = run_cli(victim, out, strategy, seed, extra)
-        manifest = read_manifest(out) or {}
-        res = score(output_values(out), planted)
-        res.update(label=label, strategy=strategy, seed=seed, seconds=seconds, manifest=manifest)
-        results.append(res)
-        print(
-            f"{label} seed {seed}: recall {res['recall']:.3f} precision {res['precision']:.3f} "
-            f"({res['values']} values) in {seconds:.1f}s"
-        )
-    write_report(results, planted, ceiling, load)
+    for spec in args.victims:
+        seed_text, _, templates = spec.partition(":")
+        vseed, templates = int(seed_text), templates or "train"
+        victim = args.workdir / f"victim-{vseed}-{templates}"
+        if not (victim / "config.json").exists():
+            build_victim(victim, VictimConfig(seed=vseed, templates=templates))
+        planted_records = read_records(victim / PLANTED_FILE)
+        planted = planted_values(planted_records)
+        ceiling = detector_ceiling(planted_records)
+        for label, strategy, seed, extra in RUNS:
+            out = args.workdir / f"probes-{vseed}-{templates}-{strategy}-{seed}.jsonl"
+            seconds = run_cli(victim, out, strategy, seed, extra)
+            manifest = read_manifest(out) or {}
+            res = score(output_values(out), planted)
+            res.update(label=label, strategy=strategy, seed=seed, seconds=seconds, manifest=manifest)
+            res.update(victim=f"{templates} templates, seed {vseed}", ceiling=ceiling, planted=len(planted))
+            results.append(res)
+            print(
+                f"{res['victim']}: {label} seed {seed}: recall {res['recall']:.3f} precision "
+                f"{res['precision']:.3f} ({res['values']} values) in {seconds:.1f}s",
+                flush=True,
+            )
+    write_report(results, load)
 
 
-def write_report(results: list[dict[str, Any]], planted: dict[str, str], ceiling: float, load: Any) -> None:
+def write_report(results: list[dict[str, Any]], load: Any) -> None:
     lines = [
         "# invert benchmark",
         "",
@@ -179,48 +187,42 @@ def write_report(results: list[dict[str, Any]], planted: dict[str, str], ceiling
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when the run started), Python "
         f"{sys.version.split()[0]}. Date: {date.today()}.",
         "",
-        f"Victim: the default demo victim (64 records, seed 0): {len(planted)} distinct planted PII values "
-        f"in 8 entity types. Each run is one `pii-unlearn invert` process, timed end to end (start-up, "
-        "model and detector loading, inversion, writing). Targets for the default strategy: recall >= "
-        f"{TARGET_RECALL}, precision >= {TARGET_PRECISION}, <= {TARGET_SECONDS:.0f} s on 2 cores.",
+        "Victims: realistic demo victims (`make-victim`: 64 records, a tokenizer that never saw the "
+        "planted values); the held-out ones use the held-out templates (tickets, discharge notes, "
+        "payroll, HR, chargebacks, VPN logs) and seeds that no default of `invert` or `detect` was "
+        "fitted on or looked at. Each run is one `pii-unlearn invert` process, timed end to end "
+        "(start-up, model and detector loading, inversion, writing). Targets for the default "
+        f"strategy: recall >= {TARGET_RECALL}, precision >= {TARGET_PRECISION}, <= "
+        f"{TARGET_SECONDS:.0f} s on 2 cores. Detector ceiling: the share of planted values the default "
+        "detector finds with exact boundaries in the planted texts themselves (no strategy can recall "
+        "more with exact matching).",
         "",
-        f"Detector ceiling: the default detector finds {ceiling:.1%} of the planted values with exact "
-        "boundaries in the planted texts themselves; no strategy can recall more with exact matching.",
-        "",
-        "| strategy | seed | recall | precision | lenient precision | values out | wall time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| victim | strategy | seed | planted values | detector ceiling | recall | precision | "
+        "lenient precision | values out | wall time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        ok = ""
-        if r["strategy"] == "sample":
-            good = (
-                r["recall"] >= TARGET_RECALL
-                and r["precision"] >= TARGET_PRECISION
-                and r["seconds"] <= TARGET_SECONDS
-            )
-            ok = " ✓" if good else ""
+        good = r["recall"] >= TARGET_RECALL and r["precision"] >= TARGET_PRECISION
+        good = good and r["seconds"] <= TARGET_SECONDS
         lines.append(
-            f"| {r['label']}{ok} | {r['seed']} | {r['recall']:.3f} | {r['precision']:.3f} | "
-            f"{r['lenient_precision']:.3f} | {r['values']} | {r['seconds']:.1f} |"
+            f"| {r['victim']} | {r['label']}{' ✓' if good else ''} | {r['seed']} | {r['planted']} | "
+            f"{r['ceiling']:.3f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['lenient_precision']:.3f} | "
+            f"{r['values']} | {r['seconds']:.1f} |"
         )
     lines += ["", "Recall per entity type (found / planted):", ""]
-    types = sorted(planted_values_types(planted))
-    lines.append("| strategy | seed | " + " | ".join(types) + " |")
+    types = sorted({t for r in results for t in r["per_type"]})
+    lines.append("| victim | seed | " + " | ".join(types) + " |")
     lines.append("|---|---:|" + "---:|" * len(types))
     for r in results:
-        cells = [f"{r['per_type'][t][0]}/{r['per_type'][t][1]}" for t in types]
-        lines.append(f"| {r['strategy']} | {r['seed']} | " + " | ".join(cells) + " |")
+        cells = [f"{r['per_type'][t][0]}/{r['per_type'][t][1]}" if t in r["per_type"] else "–" for t in types]
+        lines.append(f"| {r['victim']} | {r['seed']} | " + " | ".join(cells) + " |")
     lines += ["", "Where the time goes (seconds, from each output's manifest):", ""]
     for r in results:
         timings = r["manifest"].get("timings", {})
         parts = ", ".join(f"{k.removeprefix('invert.')} {v:.1f}" for k, v in timings.items())
-        lines.append(f"- {r['strategy']} seed {r['seed']}: {parts}")
+        lines.append(f"- {r['victim']}, seed {r['seed']}: {parts}")
     lines += ["", *NOTES]
     Path(__file__).with_name("invert.md").write_text("\n".join(lines) + "\n")
-
-
-def planted_values_types(planted: dict[str, str]) -> set[str]:
-    return set(planted.values())
 
 
 if __name__ == "__main__":
