@@ -169,16 +169,18 @@ STREET_ADDRESS_CONTEXT = [
 ]  # fmt: skip
 
 
-def _street_address_recognizer(language: str) -> Any:
-    """US street addresses as LOCATION (spaCy's NER finds cities and countries, not addresses)."""
+def _pattern_recognizer(
+    entity: str, name: str, language: str, pattern: tuple[str, str, float], context: list[str] | None = None
+) -> Any:
+    """A Presidio pattern recognizer of one (label, regex, score) pattern for ``entity``."""
     from presidio_analyzer import Pattern, PatternRecognizer
 
     return PatternRecognizer(
-        supported_entity=E.LOCATION,
-        name="UsStreetAddressRecognizer",
+        supported_entity=entity,
+        name=name,
         supported_language=language,
-        patterns=[Pattern("US street address", US_STREET_ADDRESS, STREET_ADDRESS_SCORE)],
-        context=STREET_ADDRESS_CONTEXT,
+        patterns=[Pattern(*pattern)],
+        context=context,
     )
 
 
@@ -192,18 +194,6 @@ WRITTEN_DATE = (
     rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?,?\s+\d{{4}})\b"
 )
 WRITTEN_DATE_SCORE = 0.6
-
-
-def _written_date_recognizer(language: str) -> Any:
-    """Dates written with a month name or abbreviation, as ``DATE_TIME``."""
-    from presidio_analyzer import Pattern, PatternRecognizer
-
-    return PatternRecognizer(
-        supported_entity=E.DATE_TIME,
-        name="WrittenDateRecognizer",
-        supported_language=language,
-        patterns=[Pattern("written date", WRITTEN_DATE, WRITTEN_DATE_SCORE)],
-    )
 
 
 def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]:
@@ -229,7 +219,24 @@ def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]
     finally:
         presidio_log.setLevel(level)
     out: list[Any] = (
-        [_street_address_recognizer(language), _written_date_recognizer(language)] if language == "en" else []
+        [
+            # US street addresses as LOCATION (spaCy's NER finds cities and countries, not addresses)
+            _pattern_recognizer(
+                E.LOCATION,
+                "UsStreetAddressRecognizer",
+                language,
+                ("US street address", US_STREET_ADDRESS, STREET_ADDRESS_SCORE),
+                STREET_ADDRESS_CONTEXT,
+            ),
+            _pattern_recognizer(
+                E.DATE_TIME,
+                "WrittenDateRecognizer",
+                language,
+                ("written date", WRITTEN_DATE, WRITTEN_DATE_SCORE),
+            ),
+        ]
+        if language == "en"
+        else []
     )
     for rec in registry.recognizers:
         if isinstance(rec, SpacyRecognizer):
