@@ -181,12 +181,12 @@ def test_sample_strategy_records(sampled: Any, victim: Any) -> None:
     summary = sampled.summary
     assert summary["values_kept"] == len(set(values))
     assert sum(row["kept"] for row in summary["per_entity"].values()) == summary["values_kept"]
-    # The run finds a good share of what the victim memorised. The victim has 12 templates and
-    # several value formats since issue 12 (54 of 160 values found with these small budgets);
-    # raising this is issue 14's job.
+    # The run finds a good share of what the victim memorised, with this small budget (192
+    # samples, a fifth of the default): 109 of 160 values measured; bench/invert.md has the
+    # default's recall on victims with held-out templates.
     planted = {r.span_text(s) for r in read_records(Path(victim.source) / PLANTED_FILE) for s in r.spans}
     found = {v for v, _ in values}
-    assert len(found & planted) >= 0.25 * len(planted)
+    assert len(found & planted) >= 0.5 * len(planted)
 
 
 def test_sample_strategy_is_deterministic(sampled: Any, victim: Any, detector: Detector) -> None:
@@ -213,7 +213,7 @@ def test_run_inversion_rejects_bad_options(victim: Any, detector: Detector) -> N
 def test_each_strategy_owns_an_options_model() -> None:
     assert "sample" in STRATEGIES and "logit-inverter" not in STRATEGIES  # removed: it recovered nothing
     assert get_strategy("sample").options is SampleOptions
-    assert SampleOptions().num_samples == 512 and "threshold" in SampleOptions.model_fields
+    assert SampleOptions().num_samples == 1024 and "threshold" in SampleOptions.model_fields
     for strategy in STRATEGIES.values():
         assert strategy.summary
         for name, info in strategy.options.model_fields.items():
@@ -355,7 +355,7 @@ def test_cli_lists_strategies_with_their_options() -> None:
     assert "sample:" in text and "logit-inverter" not in text
     for name in ("top_k", "refine", "branch_leaves", "dict[str, float]"):
         assert name in text
-    assert "512" in text
+    assert "1024" in text
 
 
 def test_invert_file_writes_records_and_an_honest_manifest(victim_dir: Path, tmp_path: Path) -> None:

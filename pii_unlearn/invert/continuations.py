@@ -16,7 +16,7 @@ from pii_unlearn.lm import generate, next_token_logprobs
 #: Enumeration stops branching where the most likely next token is at least this likely...
 BRANCH_CONFIDENT = 0.9
 #: ...and considers at most this many alternatives per position.
-BRANCH_WIDTH = 16
+BRANCH_WIDTH = 32
 
 
 def call_seed(seed: int, round_no: int, batch_no: int) -> int:

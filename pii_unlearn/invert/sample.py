@@ -75,7 +75,7 @@ class SampleOptions(InvertOptions):
     """Options of the ``sample`` strategy."""
 
     num_samples: int = Field(
-        512, ge=1, description="Sampled continuations in all (enumerated heads count as one each)."
+        1024, ge=1, description="Sampled continuations in all (enumerated heads count as one each)."
     )
     builtin_prompts: bool = Field(True, description="Use the built-in PII-eliciting openers as well.")
     threshold: float = Field(
@@ -105,6 +105,10 @@ class SampleOptions(InvertOptions):
     )
     branch_depth: int = Field(3, ge=1, description="Enumeration branches over this many tokens at most.")
     branch_leaves: int = Field(48, ge=1, description="Enumerated heads per harvested prefix at most.")
+
+
+#: How many times ``branch_leaves`` the empty prompt's enumeration may open.
+EMPTY_PROMPT_LEAVES = 4
 
 
 class _Run:
@@ -149,9 +153,13 @@ class _Run:
         o = self.options
         t0 = time.perf_counter()
         new: list[int] = []
-        todo = [a for a in self.arms.values() if a.harvested and not a.enumerated] if o.branch else []
+        # harvested prefixes, and the empty prompt: the model's own openings of what it memorised
+        todo = [a for a in self.arms.values() if (a.harvested or not a.prompt) and not a.enumerated]
+        todo = todo if o.branch else []
         for arm in sorted(todo, key=lambda a: -a.prior):
-            room = min(o.branch_leaves, o.num_samples - self.done)
+            # the empty prompt opens every kind of record the model knows: more leaves there
+            leaves = o.branch_leaves * (EMPTY_PROMPT_LEAVES if not arm.prompt else 1)
+            room = min(leaves, o.num_samples - self.done)
             if room <= 0:
                 break
             heads = branch_heads(

@@ -34,8 +34,10 @@ from pii_unlearn.extraction import DEFAULT_MIN_K, min_k_mean
 from pii_unlearn.lm import text_token_logprobs
 from pii_unlearn.pii.masks import overlapping_tokens
 
-#: A value is kept ("memorised") when its memorisation confidence reaches this.
-DEFAULT_KEEP_THRESHOLD = 0.5
+#: A value is kept ("memorised") when its memorisation confidence reaches this. Chosen on the
+#: demo victim (train templates, seed 0) for precision >= 0.9 at 1024 samples (0.5: recall 0.925,
+#: precision 0.853; 0.7: 0.901 / 0.901); held-out-template victims were not looked at.
+DEFAULT_KEEP_THRESHOLD = 0.7
 #: Recurrence counts above this add no more confidence.
 RECURRENCE_CAP = 8
 
