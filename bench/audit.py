@@ -115,14 +115,15 @@ def kv_cache_speedup(victim: Path, targets: int = 4, candidates: int = 1023) -> 
 
 NOTES = """Notes.
 - Cost: exposure is the bulk of the default audit: 213 values x (1023 candidates + the value + its
-  twin) continuations, each after its prefix's shared key/value cache. The 2-minute target is not
-  met at C = 1023 on one thread; `--candidates 255` (or `--quick`, C = 127) cuts exposure about
-  4x (8x). Scoring is compute-bound (about 14k tokens per CPU second on this model); the KV cache
-  only saves the prefix, which is short here, hence about 2x.
-- Letter-shaped values (PERSON, LOCATION, EMAIL_ADDRESS, the month of a date): any model that
-  learned English ranks a real-looking value first among random-letter candidates, so twins sit
-  at the ceiling too and the ranked gap there is 0 by construction: read digit-shaped types for
-  the ranked gap, and the extrapolated exposure against its twin for every type."""
+  twin) continuations, each after its prefix's shared key/value cache. Scoring is compute-bound;
+  the KV cache only saves the prefix, which is short here, hence about 2x. The ranking runs on the
+  idle cores (cores less the load average; one thread on a busy machine), the rest on one thread:
+  on this 2-core machine, nearly idle (load 0.6), the default audit took 100 s with two threads
+  for the ranking and 132 s with one (`timings.total`, one run each, 2026-11-23).
+- Candidates are real-looking values of the value's type and shape (each run drawn from Faker
+  values of that type and shape), so the twins read the null, about 1.4 bits, for every type,
+  names, addresses and dates included (on the first-round random-character candidates, names and
+  dates sat at the ceiling whether trained or not)."""
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -136,11 +137,12 @@ def render(rows: list[tuple[str, float, float, dict[str, Any]]], speed: dict[str
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs "
         f"(1-minute load average before each run in the table), Python {sys.version.split()[0]}, "
-        f"torch {torch.__version__}, 1 torch thread during measurements (small model on CPU, "
-        f"see `lm.cpu_threads`). Date: {date.today()}.",
+        f"torch {torch.__version__}; small models on CPU run on one torch thread, except the "
+        f"exposure ranking, on the idle cores (`lm.batch_threads`). Date: {date.today()}.",
         "",
-        "Demo victim: 64 records, seed 0 (213 PII values: 149 conditioned, 64 unconditioned). "
-        "Default: K = 8 samples, C = 1023 same-shape candidates (each value and its twin ranked "
+        "Demo victim (`make-victim` defaults: a tokenizer that never saw the planted values): 64 records, "
+        "seed 0 (213 PII values: 149 conditioned, 64 unconditioned). "
+        "Default: K = 8 samples, C = 1023 real-looking same-shape candidates (each value and its twin ranked "
         "among the same ones), 2 paraphrase probes x 4 samples, re-inversion with 256 samples; "
         "`--quick`: K = 4, C = 127, 1 probe x 2 samples, no re-inversion, no relearning. The probes "
         "run re-measures ERR, constrained ERR and the exposure gap (C = 31) on int8 and int4 copies "
@@ -149,7 +151,7 @@ def render(rows: list[tuple[str, float, float, dict[str, Any]]], speed: dict[str
         "cores. Times are in-process wall seconds "
         "(`timings.total`, model loading included; the CLI adds ~5 s of Python imports) on a "
         "machine other jobs kept busy (load = runnable processes per 2 cores), and the process's "
-        "CPU seconds, about what the audit takes on 2 idle cores (it computes on one thread).",
+        "CPU seconds.",
         "",
         "| run | load | total (s) | CPU (s) | load model | " + " | ".join(PARTS) + " | utility |",
         "|---|---:|---:|---:|---:|" + "---:|" * len(PARTS) + "---:|",

@@ -83,11 +83,36 @@ def audit(model: Path, victim: Path, out: Path, seed: int) -> tuple[dict[str, An
     return figures, seconds or float(report["timings"]["total"])
 
 
+def inversion_recall(victim: Path, probes: Path) -> dict[str, Any]:
+    """Recall and precision of ``invert``'s values against the planted ones (as ``bench/invert.py``)."""
+    from pii_unlearn.artifacts import read_records
+
+    planted = {r.span_text(s): s.entity_type for r in read_records(victim / PLANTED_FILE) for s in r.spans}
+    found = {r.span_text(s) for r in read_records(probes, allow_empty=True) for s in r.spans}
+    hits = found & set(planted)
+    per_type = {t: [sum(1 for v in hits if planted[v] == t), n] for t, n in _counts(planted.values()).items()}
+    return {
+        "recall": len(hits) / len(planted),
+        "precision": len(hits) / len(found) if found else 0.0,
+        "planted": len(planted),
+        "values_out": len(found),
+        "per_type": per_type,
+    }
+
+
+def _counts(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pii-unlearn-real"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table-only", action="store_true", help="rewrite real_model.md from the JSON")
     args = parser.parse_args()
     gguf = smollm2_gguf()
     if gguf is None:
@@ -96,6 +121,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results_path = HERE / "real_model.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if args.table_only:
+        write_table(results, gguf)
+        return
     stages: dict[str, float] = results.get("stages", {})
     victim = work / "victim"
     if not (victim / "config.json").exists():
@@ -113,6 +141,7 @@ def main() -> None:
     if not risk.exists():
         stages["risk-score"] = cli("risk-score", "--input", str(pii), "--output", str(risk))
     results["stages"] = stages
+    results["invert"] = inversion_recall(victim, probes)
     rows: dict[str, Any] = results.get("rows", {})
     figures, seconds = audit(victim, victim, work / "audit-original", seed)
     rows["original"] = {"figures": figures, "audit_s": seconds}
@@ -137,6 +166,17 @@ def main() -> None:
     write_table(results, gguf)
 
 
+def _inversion_line(inv: dict[str, Any] | None) -> str:
+    if not inv:
+        return "Inversion: not measured."
+    per_type = ", ".join(f"{t} {hit}/{n}" for t, (hit, n) in inv["per_type"].items())
+    return (
+        f"Inversion (`invert` defaults, no training data): recall {inv['recall']:.3f} at precision "
+        f"{inv['precision']:.3f} of the {inv['planted']} planted values ({inv['values_out']} values out); "
+        f"per type: {per_type}."
+    )
+
+
 def write_table(results: dict[str, Any], gguf: Path) -> None:
     stages, rows = results["stages"], results["rows"]
     base_ppl = rows["original"]["figures"].get("held-out ppl")
@@ -156,6 +196,8 @@ def write_table(results: dict[str, Any], gguf: Path) -> None:
         "ERR 0 at <= +3% held-out perplexity; the whole chain for one method <= 30 minutes.",
         "",
         "Shared steps (wall s): " + ", ".join(f"`{k}` {v:.0f}" for k, v in stages.items()) + ".",
+        "",
+        _inversion_line(results.get("invert")),
         "",
         "| run | "
         + " | ".join(c for c, _, _ in FIGURES)
