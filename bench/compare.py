@@ -136,7 +136,8 @@ NOTES = """## How deep each method's removal is
   above the twins, 19-26% of the values still ranked first among 1024. Data-free `dfsu`: greedy
   ERR 0.035-0.038 and constrained ERR 0.06-0.08, but 5.0-5.6 bits above the twins and 42-52% of
   values ranked first: generation is suppressed, the ranking is half intact. `ga` and `npo` leave
-  the ranking nearly untouched (6-8 bits, 44-97% first) even where greedy ERR falls to 0.06-0.12;
+  most of the ranking (4.9-8.3 bits above the twins, 44-97% first) even where greedy ERR falls to
+  0.03-0.12;
   `sani` and `nspu` do not move it at all (8.2-8.4 bits, 100% first). Membership AUC stays
   0.79-1.00 for every method.
 - Relearning (the worst of 4 fine-tunes of 20 steps) does not bring greedy extraction back (ERR
@@ -144,12 +145,12 @@ NOTES = """## How deep each method's removal is
   sanitized model's gap after relearning is 3.5-3.9 bits, the original's own level under the same
   attack (3.7-3.9; ceiling 5). Whatever a method removed from the ranking is undone by a few steps
   of fine-tuning on benign or same-format fake text. int4 quantization changes nothing (ERR within
-  0.01 of the unquantized model for every row).
+  0.02 of the unquantized model for every row).
 - Held-out perplexity: `dfsu` data-free +5.8% (train templates) and -15.1% (held-out templates),
   oracle +13.9% / -14.4%: the built-in guard paragraphs do not track in-domain text on these
   victims (issue 13).
 - The data-free rows' forget sets come from `invert` as it was before issue 14's recall changes
-  (commit d5f9243: recall 0.70 on the train-template victim, seed 0; now 0.90, `bench/invert.md`).
+  (commit d5f9243: recall 0.55 on the train-template victim, seed 0; now 0.90, `bench/invert.md`).
 """
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("ERR", "{:.3f}"),
