@@ -55,3 +55,18 @@ def test_two_processes_match_one(victim_dir: Path, tmp_path: Path) -> None:
     assert manifest["settings"]["processes"] == 2
     # rank 0 alone wrote: no leftover temp folders beside the output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["double", "run.py", "single"]
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_a_sharded_engine_is_refused_before_training(engine: str) -> None:
+    from accelerate.utils import DistributedType
+
+    from pii_unlearn.errors import InputError
+    from pii_unlearn.unlearn.loop import check_engine
+
+    fake = type("Launched", (), {"distributed_type": DistributedType[engine]})()
+    with pytest.raises(InputError, match=f"does not run under {engine} yet") as err:
+        check_engine(fake)
+    assert "\n" not in str(err.value) and "recipes/accelerate/ddp.yaml" in str(err.value)
+    for fine in ("NO", "MULTI_GPU", "MULTI_CPU"):
+        check_engine(type("Launched", (), {"distributed_type": DistributedType[fine]})())
