@@ -85,8 +85,9 @@ def audit(model: Path, victim: Path, out: Path, seed: int) -> tuple[dict[str, An
 
 def inversion_recall(victim: Path, probes: Path) -> dict[str, Any]:
     """Recall and precision of ``invert``'s values against the planted ones (as ``bench/invert.py``)."""
-    from pii_unlearn.artifacts import read_records
+    from pii_unlearn.artifacts import read_manifest, read_records
 
+    settings = (read_manifest(probes) or {}).get("settings", {})
     planted = {r.span_text(s): s.entity_type for r in read_records(victim / PLANTED_FILE) for s in r.spans}
     found = {r.span_text(s) for r in read_records(probes, allow_empty=True) for s in r.spans}
     hits = found & set(planted)
@@ -97,6 +98,9 @@ def inversion_recall(victim: Path, probes: Path) -> dict[str, Any]:
         "planted": len(planted),
         "values_out": len(found),
         "per_type": per_type,
+        "num_samples": settings.get("num_samples"),
+        "threshold": settings.get("threshold"),
+        "seconds": (read_manifest(probes) or {}).get("timings", {}).get("invert"),
     }
 
 
@@ -171,7 +175,9 @@ def _inversion_line(inv: dict[str, Any] | None) -> str:
         return "Inversion: not measured."
     per_type = ", ".join(f"{t} {hit}/{n}" for t, (hit, n) in inv["per_type"].items())
     return (
-        f"Inversion (`invert` defaults, no training data): recall {inv['recall']:.3f} at precision "
+        f"Inversion (`invert`, {inv.get('num_samples')} samples, keep threshold {inv.get('threshold')}, "
+        f"{inv.get('seconds') or float('nan'):.0f} s in process; no training data): "
+        f"recall {inv['recall']:.3f} at precision "
         f"{inv['precision']:.3f} of the {inv['planted']} planted values ({inv['values_out']} values out); "
         f"per type: {per_type}."
     )
