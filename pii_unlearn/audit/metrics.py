@@ -436,13 +436,16 @@ def _rank1_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
     if not twins or not ceilings:
         return dict.fromkeys(("twin", "twin_lower95", "twin_upper95", "null", "null_lower95", "null_upper95"))
     lo, hi = clopper_pearson(int(sum(twins)), len(twins))
-    c = round(2 ** min(ceilings)) - 1
+    # values have different candidate counts (a rare shape has fewer variants): the null's
+    # rank-1 chance is their mean 1/(C+1), and its range a binomial with that chance
+    chance = statistics.fmean(2.0**-ceiling for ceiling in ceilings)
+    c = max(1, round(1 / chance) - 1)
     nlo, nhi = null_rank1_range(len(twins), c)
     return {
         "twin": rounded(sum(twins) / len(twins)),
         "twin_lower95": rounded(lo),
         "twin_upper95": rounded(hi),
-        "null": rounded(1 / (c + 1)),
+        "null": rounded(chance),
         "null_lower95": rounded(nlo),
         "null_upper95": rounded(nhi),
     }
