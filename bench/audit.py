@@ -117,7 +117,7 @@ NOTES = """Notes.
 - Cost: exposure is the bulk of the default audit: 213 values x (1023 candidates + the value + its
   twin) continuations, each after its prefix's shared key/value cache. Scoring is compute-bound;
   the KV cache only saves the prefix, which is short here, hence about 2x. The ranking runs on the
-  idle cores (cores less the load average; one thread on a busy machine), the rest on one thread:
+  idle cores (cores less the load other processes make; one on a busy machine), the rest on one thread:
   on this 2-core machine, nearly idle (load 0.6), the default audit took 100 s with two threads
   for the ranking and 132 s with one (`timings.total`, one run each, 2026-11-23).
 - Candidates are real-looking values of the value's type and shape (each run drawn from Faker

@@ -386,20 +386,21 @@ def cpu_threads(model: Any, threads: int | None = None) -> Iterator[int]:
 
 
 def idle_cores() -> int:
-    """CPU cores not already busy: the cores less the 1-minute load average (at least 1)."""
+    """CPU cores other processes leave free: the cores less the 1-minute load average beyond
+    the one core this process itself keeps busy (at least 1)."""
     cores = os.cpu_count() or 1
     try:
-        load = os.getloadavg()[0]
+        others = max(0.0, os.getloadavg()[0] - 1.0)
     except OSError:  # not available on this platform
         return 1
-    return max(1, min(cores, int(cores - load + 0.5)))
+    return max(1, min(cores, int(cores - others + 0.5)))
 
 
 @contextlib.contextmanager
 def batch_threads(model: Any, threads: int | None = None) -> Iterator[int]:
     """Threads for large batched forward passes (ranking many candidates); yields the count used.
 
-    ``None``: on CPU, as many threads as there are idle cores (:func:`idle_cores`):
+    ``None``: on CPU, as many threads as other processes leave cores idle (:func:`idle_cores`):
     a batch of a thousand continuations keeps every core busy (on 2 idle cores the
     audit's exposure ranking runs 1.4x faster than on one), while on a machine
     other jobs already load, one thread avoids the spin-waiting that makes threads
