@@ -432,3 +432,21 @@ def test_report_dir_must_be_new_or_a_report(victim_dir: Path, subset_records: Pa
     with pytest.raises(InputError, match="is inside the input folder"):
         run_audit(victim_dir, subset_records, victim_dir / "report")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(("load", "expected"), [(0.0, 2), (0.9, 2), (1.4, 2), (1.7, 1), (6.0, 1), (None, 1)])
+def test_ranking_threads_are_the_cores_other_processes_leave_idle(
+    monkeypatch: pytest.MonkeyPatch, load: float | None, expected: int
+) -> None:
+    import os
+
+    from pii_unlearn.lm import idle_cores
+
+    def loadavg() -> tuple[float, float, float]:
+        if load is None:
+            raise OSError("no load average here")
+        return (load, load, load)
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", loadavg)
+    assert idle_cores() == expected  # this process's own core is not counted as someone else's
