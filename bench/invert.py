@@ -147,6 +147,15 @@ def main() -> None:
     parser.add_argument("--victims", nargs="+", default=victims, help="SEED:TEMPLATES pairs")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pii-unlearn-bench")
     parser.add_argument("--calibrate", action="store_true", help="Fit the memorisation calibration instead.")
+    parser.add_argument(
+        "--existing",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("LABEL", "VICTIM", "PROBES"),
+        help="also score an invert output made elsewhere (e.g. bench/real_model.py's SmolLM2 victim); "
+        "its time is the manifest's (in process)",
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.calibrate:
@@ -176,6 +185,25 @@ def main() -> None:
                 f"{res['precision']:.3f} ({res['values']} values) in {seconds:.1f}s",
                 flush=True,
             )
+    for label, victim_dir, probes_file in args.existing:
+        victim, out = Path(victim_dir), Path(probes_file)
+        planted_records = read_records(victim / PLANTED_FILE)
+        planted = planted_values(planted_records)
+        manifest = read_manifest(out) or {}
+        timings = manifest.get("timings", {})
+        settings = manifest.get("settings", {})
+        res = score(output_values(out), planted)
+        res.update(
+            label=f"sample ({settings.get('num_samples')} samples, threshold {settings.get('threshold')})",
+            strategy="sample",
+            seed=manifest.get("seed", 0),
+            seconds=float(timings.get("load", 0.0)) + float(timings.get("invert", 0.0)),
+            manifest=manifest,
+            victim=label,
+            ceiling=detector_ceiling(planted_records),
+            planted=len(planted),
+        )
+        results.append(res)
     write_report(results, load)
 
 

@@ -37,6 +37,19 @@ from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
 
 HERE = Path(__file__).parent
 METHODS = ("dfsu", "ga", "npo", "unpii-npo", "sani", "nspu")
+#: What the run of 2026-11-24 showed (check against the table when rerun).
+NOTES = """Notes.
+- `dfsu` did nothing here: its utility guard reads perplexity on the tool's built-in English
+  paragraphs, 548 for this fine-tuned model, and stopped the run at its first reading (step 10,
+  +10.3% > the 5% limit), keeping step 0, the unchanged model. The guard that counts is in-domain
+  held-out text (issue 13); until it is, defaults fitted on the tiny victim do not carry over.
+- int4 round-to-nearest alone takes greedy ERR from 0.887 to 0.396 on the original: on a real
+  model that probe measures damage as well as recovery.
+- Only `dfsu` was run this session (each method is ~6 min of unlearning and ~18 min of audit on
+  the shared 2 cores); `--methods` runs the others into the same table.
+- The inversion row is the one whose forget set the chain used (then-defaults: 512 samples,
+  threshold 0.5). With the current defaults (1024 samples, threshold 0.7, chosen on the tiny demo
+  victim) it finds less here: recall 0.547 at precision 0.707 in 1231 s (`bench/invert.md`)."""
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
 AUDIT_ARGS = ("--candidates", "127", "--quantize", "int4")
 #: (column, report path, format) of the table.
@@ -160,7 +173,9 @@ def main() -> None:
             unlearn_s = rows.get(method, {}).get("unlearn_s", float("nan"))
         figures, audit_s = audit(out, victim, work / f"audit-{method}", seed)
         manifest = json.loads((out / "pii_unlearn_manifest.json").read_text())
-        stop = (manifest.get("settings") or {}).get("stop_reason")
+        loop = (manifest.get("settings") or {}).get("loop") or {}
+        kept = (loop.get("kept") or {}).get("step")
+        stop = f"{loop.get('stop_reason')} after {loop.get('steps')} steps, kept step {kept}"
         rows[method] = {"figures": figures, "unlearn_s": unlearn_s, "audit_s": audit_s, "stop": stop}
         results["rows"] = rows
         results_path.write_text(json.dumps(results, indent=2))
@@ -223,6 +238,7 @@ def write_table(results: dict[str, Any], gguf: Path) -> None:
     stops = {k: r.get("stop") for k, r in rows.items() if r.get("stop")}
     if stops:
         lines += ["", "Stop reasons: " + "; ".join(f"{k}: {v}" for k, v in stops.items()) + "."]
+    lines += ["", NOTES]
     (HERE / "real_model.md").write_text("\n".join(lines) + "\n")
 
 
