@@ -88,10 +88,10 @@ def kv_cache_speedup(victim: Path, targets: int = 4, candidates: int = 1023) -> 
     import random
 
     from pii_unlearn.artifacts import read_records
-    from pii_unlearn.audit.variants import format_candidates
     from pii_unlearn.checkpoint import load_model
     from pii_unlearn.extraction import extraction_targets
     from pii_unlearn.lm import continuation_logprobs, cpu_threads, token_logprobs
+    from pii_unlearn.pii.shapes import format_candidates
 
     lm = load_model(victim, device="cpu")
     chosen = [t for t in extraction_targets(read_records(victim / PLANTED_FILE)) if t.conditioned][:targets]

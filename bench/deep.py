@@ -34,10 +34,10 @@ from typing import Any
 import torch
 
 from pii_unlearn.artifacts import read_records
-from pii_unlearn.audit.variants import format_candidates
 from pii_unlearn.checkpoint import load_model
 from pii_unlearn.extraction import Target, extraction_targets, greedy_hits
 from pii_unlearn.lm import encode
+from pii_unlearn.pii.shapes import format_candidates
 from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE, benign_records
 from pii_unlearn.unlearn.data import collate_retain, retain_from_texts
 from pii_unlearn.unlearn.loop import kept_perplexity

@@ -26,8 +26,8 @@ from pii_unlearn.audit.stats import (
     null_rank1_range,
     rate_upper,
 )
-from pii_unlearn.audit.variants import shape_of
 from pii_unlearn.errors import InputError
+from pii_unlearn.pii.shapes import shape_of
 from pii_unlearn.synth.victim import PLANTED_FILE, VictimConfig, planted_records
 
 

@@ -2,7 +2,7 @@
 
 At each position only the tokens consistent with what remains of the shape may
 come next (digits where digits go, letters of the right case, punctuation as
-is: the classes of :func:`~pii_unlearn.audit.variants.shape_of`).
+is: the classes of :func:`~pii_unlearn.pii.shapes.shape_of`).
 :class:`ShapeVocab` sorts a tokenizer's tokens by shape once;
 :func:`constrained_greedy` decodes free-running under that constraint and
 :func:`constrained_teacher_forced` checks, along the true value, whether its
@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from pii_unlearn.audit.variants import shape_of
 from pii_unlearn.lm import batched, encode, model_device, pad_left, pad_right
+from pii_unlearn.pii.shapes import shape_of
 
 
 class ShapeVocab:

@@ -74,7 +74,16 @@ class GradientMethod(Method):
         return reading.forget_err is not None and reading.forget_err <= o.forget_err_target
 
     def better(self, reading: GuardReading, kept: GuardReading) -> bool:
-        """Whether ``reading`` (already within the utility limit) should replace the kept state."""
+        """Whether ``reading`` (already within the utility limit) should replace the kept state.
+
+        A method that stops once the forget set reads as forgotten keeps the reading that
+        forgot most; one that aims past that (at the null) keeps the latest reading unless
+        greedy extraction got worse.
+        """
+        if not self.stops_when_forgotten:
+            if reading.forget_err is None or kept.forget_err is None:
+                return True
+            return reading.forget_err <= kept.forget_err
         return self.forgotten(reading) or reading.pii_prob < kept.pii_prob
 
     def apply(

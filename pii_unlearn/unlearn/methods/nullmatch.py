@@ -45,7 +45,7 @@ from pii_unlearn.unlearn.losses import (
     token_nll,
     weighted_mean,
 )
-from pii_unlearn.unlearn.methods.base import GuardReading, register
+from pii_unlearn.unlearn.methods.base import register
 from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod
 
 #: A value with at least this many digits gets twins by redrawing its digits (same shape);
@@ -237,9 +237,3 @@ class NullMatch(GradientMethod):
         cont_mask, _ = pad_right(masks, 0, device)
         nll = token_nll(forward(ids, attn), ids)
         return -(nll * cont_mask[:, 1:].float()).sum(-1)
-
-    def better(self, reading: GuardReading, kept: GuardReading) -> bool:
-        """A later reading replaces the kept one unless greedy extraction got worse."""
-        if reading.forget_err is None or kept.forget_err is None:
-            return True
-        return reading.forget_err <= kept.forget_err
