@@ -40,6 +40,8 @@ RUNS: tuple[tuple[str, str, str], ...] = (
     ("npo (oracle)", "npo", "oracle"),
     ("sani (data-free)", "sani", "free"),
     ("nspu (data-free)", "nspu", "free"),
+    ("twinfit (data-free)", "twinfit", "free"),
+    ("twinfit (oracle)", "twinfit", "oracle"),
 )
 #: (column, report path) of the figures in the table.
 FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -78,7 +80,7 @@ def _get(side: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def one_seed(seed: int, templates: str, work: Path) -> list[dict[str, Any]]:
+def one_seed(seed: int, templates: str, work: Path, only: set[str] | None = None) -> list[dict[str, Any]]:
     victim = work / "victim"
     build_victim(victim, VictimConfig(seed=seed, templates=templates))
     planted, heldout = victim / PLANTED_FILE, victim / HELDOUT_FILE
@@ -90,6 +92,8 @@ def one_seed(seed: int, templates: str, work: Path) -> list[dict[str, Any]]:
     original = {c: _get(base, p) for c, p in FIGURES}
     rows = [{"seed": seed, "templates": templates, "run": "original", "figures": original}]
     for name, method, forget in RUNS:
+        if only is not None and name not in only:
+            continue
         out = work / f"{method}-{forget}"
         forget_path = work / RISK if forget == "free" else planted
         t = time.perf_counter()
@@ -234,6 +238,12 @@ def main() -> None:
         default=[f"{s}:{t}" for s, t in VICTIMS],
         help="SEED:TEMPLATES pairs (templates: train or heldout)",
     )
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=[name for name, _, _ in RUNS],
+        help="run only these rows (and the original); the victim's other stored rows are kept",
+    )
     parser.add_argument("--table-only", action="store_true", help="rewrite compare.md from compare_results/")
     args = parser.parse_args()
     here = Path(__file__).parent
@@ -242,9 +252,14 @@ def main() -> None:
         for spec in args.victims:
             seed_text, _, templates = spec.partition(":")
             seed, templates = int(seed_text), templates or "train"
+            only = set(args.runs) if args.runs else None
             with tempfile.TemporaryDirectory() as tmp:
-                rows = one_seed(seed, templates, Path(tmp))
-            (RESULTS / f"seed{seed}-{templates}.json").write_text(json.dumps(rows, indent=2))
+                rows = one_seed(seed, templates, Path(tmp), only)
+            path = RESULTS / f"seed{seed}-{templates}.json"
+            if only is not None and path.exists():
+                fresh = {r["run"] for r in rows}
+                rows += [r for r in json.loads(path.read_text()) if r["run"] not in fresh]
+            path.write_text(json.dumps(rows, indent=2))
     rows = [row for f in sorted(RESULTS.glob("*.json")) for row in json.loads(f.read_text())]
     write_table(rows, here / "compare.md")
     print((here / "compare.md").read_text())

@@ -1,0 +1,228 @@
+"""Twin fitting: train every PII position towards what a never-seen value of its shape would put there.
+
+The audit asks whether a true value still stands out among same-shape values the
+model never saw (exposure, rank-1 share, membership AUC). That is a question about
+every position of the value *given the true characters before it*: an attacker
+who scores "4821" teacher-forces "48" and reads how sure the model is of "21".
+Pushing the true tokens down (ascent, NPO, null matching on whole values) leaves
+the ranking of whole values mostly intact (``bench/deep.md``).
+
+Here every PII token of a forget record gets a soft target: the distribution of
+the token that would stand there if the value were a never-seen one of its shape
+with the same characters so far. It is estimated once, before training, from
+``fakes`` plausible same-shape values of the span's type
+(:class:`~pii_unlearn.pii.shapes.PlausibleCandidates`): each is spliced into the
+value at the token's first character (the true characters before it, the fake's
+from there on) and the first token of that continuation is counted. The model is
+trained on the true record with cross-entropy to those targets at the PII
+positions (``gamma``) and plain NLL on the other tokens (``alpha``), plus the
+loop's KL term on retain text. The optimum at each position is the fakes'
+distribution: the value's likelihood becomes a never-seen value's, not "lower
+than now", and a value pushed below its twins is pulled back up by the same loss.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+
+from pii_unlearn.artifacts import Record
+from pii_unlearn.lm import encode, pad_right
+from pii_unlearn.options import with_defaults
+from pii_unlearn.pii.masks import overlapping_tokens
+from pii_unlearn.pii.shapes import PlausibleCandidates
+from pii_unlearn.unlearn.config import GradientOptions
+from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample
+from pii_unlearn.unlearn.losses import per_sequence_mean, target_masks, token_nll, weighted_mean
+from pii_unlearn.unlearn.methods.base import register
+from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod
+
+#: Characters of the record after a value kept in each spliced continuation, so the last
+#: token of a value merges with what follows it as it does in the record.
+TAIL_CHARS = 8
+
+
+class TwinFitOptions(
+    with_defaults(
+        GradientOptions, "TwinFitLoop", lr=3e-3, lora=False, max_steps=200, kl_weight=1.0, eval_every=10
+    )
+):
+    """Twin fitting's options: the shared loop's, plus the fakes per target and the loss weights."""
+
+    fakes: int = Field(
+        64, ge=2, description="plausible same-shape values each PII token's target is counted from"
+    )
+    alpha: float = Field(1.0, ge=0, description="weight of the NLL on the forget records' non-PII tokens")
+    gamma: float = Field(1.0, gt=0, description="weight of the cross-entropy to the targets on PII tokens")
+    rewrites: int = Field(
+        4, ge=0, description="records rewritten with spliced twins per forget record and step (0: none)"
+    )
+    keep: float = Field(
+        0.3, ge=0, lt=1, description="chance that a value stays true in a rewrite (context only, no loss)"
+    )
+    delta: float = Field(4.0, ge=0, description="weight of the NLL on the rewrites' new tokens")
+
+
+def splice(value: str, other: str, cut: int) -> str:
+    """``value``'s first ``cut`` characters, then ``other``'s from there (same length as both)."""
+    return value[:cut] + other[cut:]
+
+
+@dataclass(frozen=True)
+class SoftTarget:
+    """The target at one PII token of a record: candidate token ids and their probabilities."""
+
+    position: int
+    token_ids: tuple[int, ...]
+    probs: tuple[float, ...]
+
+
+def soft_targets(
+    record: Record, tokenizer: Any, sampler: PlausibleCandidates, rng: random.Random, fakes: int
+) -> list[SoftTarget]:
+    """Per PII token of ``record`` (token positions as :func:`pii_unlearn.lm.encode` gives them),
+    the distribution of the token a never-seen same-shape value would put there."""
+    text = record.text
+    offsets = encode(tokenizer, text, with_offsets=True)["offset_mapping"]
+    out: dict[int, SoftTarget] = {}
+    for span in sorted(record.spans, key=lambda s: s.start):
+        value = text[span.start : span.end]
+        drawn = [d for d in sampler.draw(value, span.entity_type, fakes, rng) if len(d) == len(value)]
+        if not drawn:
+            continue
+        tail = text[span.end : span.end + TAIL_CHARS]
+        for i in overlapping_tokens(offsets, span.start, span.end):
+            if i == 0 or i in out:
+                continue
+            a = offsets[i][0]
+            cut = max(a, span.start) - span.start
+            lead = text[a : span.start] if a < span.start else ""
+            conts = [lead + splice(value, d, cut)[cut:] + tail for d in drawn]
+            firsts = [ids[0] for ids in tokenizer(conts, add_special_tokens=False)["input_ids"] if ids]
+            counts = Counter(firsts)
+            total = sum(counts.values())
+            ids, probs = zip(*((t, c / total) for t, c in counts.most_common()), strict=True)
+            out[i] = SoftTarget(i, tuple(ids), tuple(probs))
+    return [out[i] for i in sorted(out)]
+
+
+def rewrite(
+    record: Record, sampler: PlausibleCandidates, rng: random.Random, keep: float
+) -> tuple[str, list[tuple[int, int]]]:
+    """``record``'s text with spliced twins, and the character ranges they changed.
+
+    Each value is kept true with probability ``keep``; any other is spliced with a
+    plausible same-shape value at a random cut (0 included). A range runs from the
+    twin's first new character to one past the value's end, so the token that
+    follows the value (punctuation, a space) is learned after the twin too.
+    """
+    text = record.text
+    learn: list[tuple[int, int]] = []
+    for span in sorted(record.spans, key=lambda s: s.start):
+        if rng.random() < keep:
+            continue
+        value = text[span.start : span.end]
+        drawn = sampler.draw(value, span.entity_type, 1, rng)
+        if not drawn or len(drawn[0]) != len(value):
+            continue
+        twin = splice(value, drawn[0], rng.randrange(len(value)))
+        first = next((i for i, (a, b) in enumerate(zip(value, twin, strict=True)) if a != b), None)
+        if first is None:
+            continue
+        text = text[: span.start] + twin + text[span.end :]
+        learn.append((span.start + first, min(span.end + 1, len(text))))
+    return text, learn
+
+
+@register
+class TwinFit(GradientMethod):
+    name = "twinfit"
+    summary = (
+        "Cross-entropy at each PII token to the token distribution of never-seen same-shape values "
+        "with the same characters so far (the null's), NLL elsewhere; all weights, plus KL."
+    )
+    Options = TwinFitOptions
+    options: TwinFitOptions
+    needs_spans = True
+    #: The target is the null, not a threshold: run the steps, keep the last state within utility.
+    stops_when_forgotten: ClassVar[bool] = False
+
+    def examples(self, records: Sequence[Record], tokenizer: Any, seed: int) -> list[ForgetExample]:
+        examples = super().examples(records, tokenizer, seed)
+        rng = random.Random(seed)
+        sampler = PlausibleCandidates(seed + 29)
+        by_id = {rec.id: rec for rec in records if rec.spans}
+        self._tokenizer, self._sampler, self._rng = tokenizer, sampler, random.Random(seed + 1)
+        self._records = [by_id[e.record_id] for e in examples]
+        self._targets = [
+            [
+                t
+                for t in soft_targets(by_id[e.record_id], tokenizer, sampler, rng, self.options.fakes)
+                if t.position < len(e.input_ids)
+            ]
+            for e in examples
+        ]
+        return examples
+
+    def prepare(
+        self, examples: Sequence[ForgetExample], reference: Any, pad_id: int, device: Any
+    ) -> dict[str, list[float]]:
+        return {"index": [float(i) for i in range(len(examples))]}
+
+    def forget_loss(self, logits: torch.Tensor, batch: Batch, forward: Forward) -> torch.Tensor:
+        o = self.options
+        nll = token_nll(logits, batch["input_ids"])
+        _, other = target_masks(batch)
+        weights = batch["weights"]
+        loss = o.alpha * weighted_mean(per_sequence_mean(nll, other), weights)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        per_seq, present = [], []
+        for b, idx in enumerate(batch["index"].tolist()):
+            targets = self._targets[int(idx)]
+            if not targets:
+                per_seq.append(logp.new_zeros(()))
+                present.append(0.0)
+                continue
+            ces = []
+            for t in targets:
+                row = logp[b, t.position - 1, list(t.token_ids)]
+                ces.append(-(row * row.new_tensor(t.probs)).sum())
+            per_seq.append(torch.stack(ces).mean())
+            present.append(1.0)
+        fit = weighted_mean(torch.stack(per_seq), weights, torch.tensor(present, device=weights.device))
+        loss = loss + o.gamma * fit
+        if o.rewrites and o.delta > 0:
+            loss = loss + o.delta * self._rewrite_loss(batch, forward)
+        return loss
+
+    def _rewrite_loss(self, batch: Batch, forward: Forward) -> torch.Tensor:
+        """Mean NLL of the new tokens of this step's rewrites of the batch's records."""
+        seqs, masks, weights = [], [], []
+        for idx, w in zip(batch["index"].tolist(), batch["weights"].tolist(), strict=True):
+            for _ in range(self.options.rewrites):
+                text, learn = rewrite(self._records[int(idx)], self._sampler, self._rng, self.options.keep)
+                if not learn:
+                    continue
+                enc = encode(self._tokenizer, text, with_offsets=True)
+                mask = [0] * len(enc["input_ids"])
+                for start, end in learn:
+                    for i in overlapping_tokens(enc["offset_mapping"], start, end):
+                        mask[i] = 1
+                seqs.append(enc["input_ids"][:MAX_TRAIN_TOKENS])
+                masks.append(mask[:MAX_TRAIN_TOKENS])
+                weights.append(w)
+        device = batch["input_ids"].device
+        if not seqs:
+            return torch.zeros((), device=device)
+        pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+        ids, attn = pad_right(seqs, pad, device)
+        learn_mask, _ = pad_right(masks, 0, device)
+        nll = token_nll(forward(ids, attn), ids)
+        per_seq = per_sequence_mean(nll, learn_mask[:, 1:].float())
+        return weighted_mean(per_seq, torch.tensor(weights, device=device))

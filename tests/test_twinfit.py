@@ -1,0 +1,116 @@
+"""Twin fitting (``twinfit``): its targets are a never-seen value's, its rewrites never teach a true value."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+import torch
+
+from pii_unlearn.artifacts import Record
+from pii_unlearn.lm import encode
+from pii_unlearn.pii.masks import token_mask
+from pii_unlearn.pii.shapes import PlausibleCandidates, shape_of
+from pii_unlearn.unlearn.data import collate
+from pii_unlearn.unlearn.methods.base import GuardReading
+from pii_unlearn.unlearn.methods.twinfit import TwinFit, rewrite, soft_targets, splice
+
+TEXT = "Ticket 4471: Dana Whitfield, SSN 512-48-9076, phone (415) 555-0137."
+
+
+def _record() -> Record:
+    spans = []
+    for value, kind in (
+        ("Dana Whitfield", "PERSON"),
+        ("512-48-9076", "US_SSN"),
+        ("(415) 555-0137", "PHONE_NUMBER"),
+    ):
+        start = TEXT.index(value)
+        spans.append({"start": start, "end": start + len(value), "entity_type": kind})
+    return Record.model_validate({"id": "r1", "text": TEXT, "spans": spans})
+
+
+def test_splice_keeps_the_true_prefix_and_the_length() -> None:
+    assert splice("512-48-9076", "830-12-3344", 4) == "512-12-3344"
+    assert splice("512-48-9076", "830-12-3344", 0) == "830-12-3344"
+
+
+def test_targets_sit_on_pii_tokens_only_and_are_distributions(victim: Any) -> None:
+    tok = victim.tokenizer
+    record = _record()
+    _, mask = token_mask(tok, TEXT, record.spans)
+    ids = encode(tok, TEXT)["input_ids"]
+    targets = soft_targets(record, tok, PlausibleCandidates(1), random.Random(0), 64)
+    assert {t.position for t in targets} == {i for i, m in enumerate(mask) if m}
+    for t in targets:
+        assert math.isclose(sum(t.probs), 1.0, rel_tol=1e-9)
+        assert list(t.probs) == sorted(t.probs, reverse=True)
+    # a token every same-shape value shares (the SSN's dashes) is certain; digits are not
+    dash = [t for t in targets if tok.decode([ids[t.position]]) == "-"]
+    assert dash and all(t.probs == (1.0,) and t.token_ids == (ids[t.position],) for t in dash)
+    digits = [t for t in targets if tok.decode([ids[t.position]]).strip().isdigit()]
+    assert digits and all(len(t.token_ids) > 3 for t in digits)
+
+
+def test_the_loss_is_lowest_at_the_targets(victim: Any) -> None:
+    """The cross-entropy part of the loss is minimised by logits equal to the targets' log-probabilities."""
+    tok = victim.tokenizer
+    method = TwinFit(TwinFit.Options(alpha=0.0, rewrites=0))
+    examples = method.examples([_record()], tok, seed=0)
+    batch = collate(examples, 0, "cpu")
+    batch["index"] = torch.tensor([0.0])
+    vocab = len(tok)
+    best = torch.full((1, len(examples[0].input_ids), vocab), -30.0)
+    for t in method._targets[0]:
+        best[0, t.position - 1, list(t.token_ids)] = torch.tensor(t.probs).log()
+    at_target = method.forget_loss(best, batch, lambda i, a: best)
+    entropy = sum(-sum(p * math.log(p) for p in t.probs) for t in method._targets[0]) / len(
+        method._targets[0]
+    )
+    assert float(at_target) == pytest.approx(entropy, abs=1e-3)
+    off = best.clone()
+    off[0, :, :] = torch.randn_like(off[0]) * 3
+    assert float(method.forget_loss(off, batch, lambda i, a: off)) > float(at_target)
+
+
+def test_rewrites_keep_spans_in_place_and_learn_only_what_changed() -> None:
+    record, sampler, rng = _record(), PlausibleCandidates(2), random.Random(3)
+    cuts = set()
+    for _ in range(40):
+        text, learn = rewrite(record, sampler, rng, keep=0.0)
+        assert len(text) == len(TEXT) and learn
+        for span in record.spans:
+            assert shape_of(text[span.start : span.end]) == shape_of(TEXT[span.start : span.end])
+        for start, end in learn:
+            span = next(s for s in record.spans if s.start <= start < s.end)
+            assert end == span.end + 1
+            # before the learned range the value is the true one; the range starts at a change
+            assert text[span.start : start] == TEXT[span.start : start] and text[start] != TEXT[start]
+            cuts.add(start - span.start)
+        outside = [i for i in range(len(TEXT)) if not any(s.start <= i < s.end for s in record.spans)]
+        assert all(text[i] == TEXT[i] for i in outside)
+    assert len(cuts) >= 5  # the conditionals after many true prefixes get trained
+
+
+def test_kept_values_stay_true_and_are_never_learned() -> None:
+    record, sampler, rng = _record(), PlausibleCandidates(2), random.Random(4)
+    untouched = 0
+    for _ in range(30):
+        text, learn = rewrite(record, sampler, rng, keep=0.9)
+        for span in record.spans:
+            if text[span.start : span.end] == TEXT[span.start : span.end]:
+                untouched += 1
+                assert not any(span.start <= s < span.end for s, _ in learn)
+    assert untouched > 45
+
+
+def test_a_null_aiming_method_keeps_later_readings_unless_greedy_extraction_comes_back() -> None:
+    def reading(err: float) -> GuardReading:
+        return GuardReading(step=0, pii_prob=0.1, ppl=1.0, ppl_increase_pct=0.0, forget_err=err)
+
+    method = TwinFit()
+    assert method.better(reading(0.01), reading(0.0))  # one value flickering back: keep training's result
+    assert not method.better(reading(0.05), reading(0.0))
+    assert method.better(reading(0.05), reading(0.06))
