@@ -132,29 +132,46 @@ def _cell(values: list[float | None], fmt: str) -> str:
 #: What the tables say, written from the run of 2026-11-23 (rerun: check these against the tables).
 NOTES = """## How deep each method's removal is
 
+- When the rows ran: `original` and the `twinfit` rows on 2026-12-02, the others on 2026-11-24
+  with the audit of that day; the rerun `original` rows read the same ERR and true-value
+  exposure (9.72-9.73 bits) as then, while the twins' exposure on seed 0 moved from 1.36 to
+  1.66 bits (the candidate sampler changed in between), so compare gaps across dates to about
+  0.3 bit.
 - The null is where it should be: on every row the twins, never-trained values drawn like the
-  candidates, read 1.3-1.7 bits and are ranked first 0-1% of the time (chance: 0.1%). The original
+  candidates, read 1.3-1.9 bits and are ranked first 0-1% of the time (chance: 0.1%). The original
   victim ranks all its true values first among 1024 (exposure 9.7 of a 10-bit ceiling; e-mail
-  addresses have fewer variants of their shape, hence under 10), 8.2-8.4 bits above the twins.
-- No method reaches the null. The deepest is `dfsu` given the true records (oracle): 3.6-3.8 bits
-  above the twins, 19-26% of the values still ranked first among 1024. Data-free `dfsu`: greedy
-  ERR 0.035-0.038 and constrained ERR 0.06-0.08, but 5.0-5.6 bits above the twins and 42-52% of
-  values ranked first: generation is suppressed, the ranking is half intact. `ga` and `npo` leave
-  most of the ranking (4.9-8.3 bits above the twins, 44-97% first) even where greedy ERR falls to
-  0.03-0.12;
-  `sani` and `nspu` do not move it at all (8.2-8.4 bits, 100% first). Membership AUC stays
-  0.79-1.00 for every method.
+  addresses have fewer variants of their shape, hence under 10), 8.1-8.4 bits above the twins.
+- No method reaches the null (gap within 0.5 bit). The deepest is `twinfit`: data-free, gap
+  +2.9 (train templates) and +3.6 bits (held-out templates), 15-19% of the values still ranked
+  first among 1024, membership AUC 0.96-0.97; given the true records (oracle) +2.4 / +2.9, 8-13%
+  first. Greedy, format-constrained ERR and E-Hit are 0-0.02 for it in every setting. The
+  previous deepest, data-free `dfsu`, leaves +5.0-5.6 bits and 42-52% ranked first (oracle
+  +3.6-3.8, 19-26%). `ga` and `npo` leave most of the ranking (4.9-8.3 bits above the twins,
+  44-97% first) even where greedy ERR falls to 0.03-0.12; `sani` and `nspu` do not move it at
+  all (8.2-8.4 bits, 100% first). Membership AUC stays 0.79-1.00 for every method: `dfsu`'s
+  0.90-0.93 is lower than `twinfit`'s, so the true records' *whole-text* likelihood still
+  separates them from their twins more after `twinfit` (which trains nothing outside the values
+  but their own NLL) than after `dfsu`.
 - Relearning (the worst of 4 fine-tunes of 20 steps) does not bring greedy extraction back (ERR
-  <= 0.12 after it for every method) but brings the ranking back: among 31 candidates every
-  sanitized model's gap after relearning is 3.5-3.9 bits, the original's own level under the same
-  attack (3.7-3.9; ceiling 5). Whatever a method removed from the ranking is undone by a few steps
-  of fine-tuning on benign or same-format fake text. int4 quantization changes nothing (ERR within
-  0.02 of the unquantized model for every row).
-- Held-out perplexity: `dfsu` data-free +5.8% (train templates) and -15.1% (held-out templates),
-  oracle +13.9% / -14.4%: the built-in guard paragraphs do not track in-domain text on these
-  victims (issue 13).
-- The data-free rows' forget sets come from `invert` as it was before issue 14's recall changes
-  (commit d5f9243: recall 0.55 on the train-template victim, seed 0; now 0.90, `bench/invert.md`).
+  <= 0.12 after it for every method). For every method but `twinfit` it brings the ranking back:
+  among 31 candidates their gap after relearning is 3.5-3.9 bits, the original's own level under
+  the same attack (3.6-3.9; ceiling 5). After `twinfit` it reads 1.7-2.1 bits: half of the
+  ranking stays removed under the attack that restored all of it for the others. int4
+  quantization undoes nothing for any method (ERR within 0.02 of the unquantized model; gaps
+  among 31 candidates 1.5-2.1 for `twinfit`).
+- Held-out perplexity: `twinfit` +8.3% / -10.2% (data-free), +5.3% / +7.9% (oracle); `dfsu`
+  data-free +5.8% / -15.1%, oracle +13.9% / -14.4%. The built-in guard paragraphs (on which these
+  tiny victims read perplexity in the thousands) do not track in-domain text, so no guard
+  stopped these runs (issue 13): the +2% target is missed on three of the four `twinfit` rows.
+- Wall time: `twinfit` 153-178 s on this machine (one thread, two victims side by side; the
+  target is 90 s), `dfsu` 60-72 s.
+- The data-free rows' forget sets of the 2026-11-24 rows come from `invert` as it was before
+  issue 14's recall changes (commit d5f9243: recall 0.55 on the train-template victim, seed 0);
+  the `twinfit` rows use today's `invert` (recall 0.90, `bench/invert.md`), so part of its lead
+  over data-free `dfsu` may come from the better forget set; its oracle rows do not depend on it.
+
+- What was tried on the way to `twinfit`'s defaults, on a victim no table here uses, and what
+  each variant did: [twinfit.md](twinfit.md).
 """
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("ERR", "{:.3f}"),

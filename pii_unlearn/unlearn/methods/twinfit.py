@@ -19,6 +19,17 @@ positions (``gamma``) and plain NLL on the other tokens (``alpha``), plus the
 loop's KL term on retain text. The optimum at each position is the fakes'
 distribution: the value's likelihood becomes a never-seen value's, not "lower
 than now", and a value pushed below its twins is pulled back up by the same loss.
+
+That alone stalls (``bench/compare.md``): on the true value's path the model
+stays sure of the format tokens (the ")" and "-" of a phone number, ~0 nats),
+while on a never-seen value's path, whose digits it does not recognise, the same
+tokens cost it 3-8 nats each, so the true value keeps its rank. So each step
+also rewrites each forget record ``rewrites`` times with *spliced twins* (each
+value, unless kept true with probability ``keep``, becomes its first k
+characters followed by a plausible same-shape value's, k random) and trains
+plain NLL (``delta``) on the new characters and the token after the value:
+the model learns the format after values it never memorised, and never sees a
+true value as a target.
 """
 
 from __future__ import annotations
@@ -144,8 +155,8 @@ def rewrite(
 class TwinFit(GradientMethod):
     name = "twinfit"
     summary = (
-        "Cross-entropy at each PII token to the token distribution of never-seen same-shape values "
-        "with the same characters so far (the null's), NLL elsewhere; all weights, plus KL."
+        "Each PII token trained towards the tokens never-seen same-shape values put there after the same "
+        "characters (the null), plus NLL on records rewritten with spliced twins; all weights, plus KL."
     )
     Options = TwinFitOptions
     options: TwinFitOptions
