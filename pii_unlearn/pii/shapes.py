@@ -147,6 +147,7 @@ class PlausibleCandidates:
         self.pool_size = pool_size
         self._pools: dict[str, dict[str, list[list[str]]]] = {}
         self._choices_cache: dict[tuple[str, str], list[list[str] | None]] = {}
+        self._run_index: dict[str, tuple[dict[tuple[int, int, str], list[str]], dict[str, list[str]]]] = {}
 
     def _pool(self, entity_type: str) -> dict[str, list[list[str]]]:
         """Fake values of ``entity_type`` as their runs, grouped by shape (drawn once per type)."""
@@ -164,6 +165,24 @@ class PlausibleCandidates:
                 by_shape.setdefault(shape_of(v), []).append(runs_of(v))
             self._pools[entity_type] = by_shape
         return self._pools[entity_type]
+
+    def _runs_by_shape(
+        self, entity_type: str
+    ) -> tuple[dict[tuple[int, int, str], list[str]], dict[str, list[str]]]:
+        """The pool's runs by (runs in the value, place, run shape) and by run shape alone, in pool order."""
+        if entity_type not in self._run_index:
+            placed: dict[tuple[int, int, str], list[str]] = {}
+            anywhere: dict[str, list[str]] = {}
+            for members in self._pool(entity_type).values():
+                for m in members:
+                    for i, run in enumerate(m):
+                        placed.setdefault((len(m), i, shape_of(run)), []).append(run)
+            for members in self._pool(entity_type).values():
+                for m in members:
+                    for run in m:
+                        anywhere.setdefault(shape_of(run), []).append(run)
+            self._run_index[entity_type] = (placed, anywhere)
+        return self._run_index[entity_type]
 
     def _choices(self, value: str, entity_type: str) -> list[list[str] | None]:
         """Per run of ``value``: the pool runs to draw from (with their frequency), or None.
@@ -184,13 +203,11 @@ class PlausibleCandidates:
         if len(members) >= _MIN_SHAPE_MEMBERS:
             out = [[m[i] for m in members] for i in range(len(runs))]
         else:
-            same_count = [m for ms in by_shape.values() for m in ms if len(m) == len(runs)]
-            everything = [r for ms in by_shape.values() for m in ms for r in m]
+            placed, anywhere = self._runs_by_shape(entity_type)
             out = []
             for i, run in enumerate(runs):
                 rs = shape_of(run)
-                placed = [m[i] for m in same_count if shape_of(m[i]) == rs]
-                out.append(placed or [r for r in everything if shape_of(r) == rs] or None)
+                out.append(placed.get((len(runs), i, rs)) or anywhere.get(rs) or None)
         self._choices_cache[key] = out
         return out
 

@@ -61,7 +61,7 @@ TAIL_CHARS = 8
 
 class TwinFitOptions(
     with_defaults(
-        GradientOptions, "TwinFitLoop", lr=3e-3, lora=False, max_steps=200, kl_weight=1.0, eval_every=10
+        GradientOptions, "TwinFitLoop", lr=3e-3, lora=False, max_steps=200, kl_weight=1.0, eval_every=25
     )
 ):
     """Twin fitting's options: the shared loop's, plus the fakes per target and the loss weights."""
