@@ -163,8 +163,9 @@ NOTES = """## How deep each method's removal is
   data-free +5.8% / -15.1%, oracle +13.9% / -14.4%. The built-in guard paragraphs (on which these
   tiny victims read perplexity in the thousands) do not track in-domain text, so no guard
   stopped these runs (issue 13): the +2% target is missed on three of the four `twinfit` rows.
-- Wall time: `twinfit` 153-178 s on this machine (one thread, two victims side by side; the
-  target is 90 s), `dfsu` 60-72 s.
+- Wall time: the `twinfit` rows' unlearn column was measured while a test suite ran beside the
+  two victims (load ~4 on 2 cores); alone on the machine the default run takes 142 s
+  (`bench/twinfit.md`; the issue's target is 90 s); `dfsu` took 60-72 s on 2026-11-24.
 - The data-free rows' forget sets of the 2026-11-24 rows come from `invert` as it was before
   issue 14's recall changes (commit d5f9243: recall 0.55 on the train-template victim, seed 0);
   the `twinfit` rows use today's `invert` (recall 0.90, `bench/invert.md`), so part of its lead
