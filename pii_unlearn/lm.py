@@ -30,6 +30,12 @@ def bos_id(tokenizer: Any) -> int | None:
     return None
 
 
+def padding_id(tokenizer: Any) -> int:
+    """The id right-padded training and scoring batches are padded with: the tokenizer's pad, else 0
+    (padding is masked out everywhere it is used, so any id serves)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def encode(tokenizer: Any, text: str, *, with_offsets: bool = False) -> dict[str, list[Any]]:
     """Token ids of ``text`` with BOS first (added once), optionally with character offsets."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=with_offsets)
@@ -138,7 +144,7 @@ def token_logprobs(
     ``progress`` is called with the number of pairs done after each batch.
     """
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     pairs = []
     for ctx, tgt in zip(contexts, targets, strict=True):
         c_ids = encode(tokenizer, ctx)["input_ids"]
@@ -164,7 +170,7 @@ def token_logprobs(
 def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 16) -> float:
     """Token-weighted perplexity of ``texts`` (each with BOS first)."""
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     total_nll = 0.0
     total_tokens = 0
     encoded = [encode(tokenizer, t)["input_ids"] for t in texts]
@@ -196,7 +202,7 @@ def text_token_logprobs(
     cover the text's own tokens, with their ``(start, end)`` character offsets.
     """
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     encoded = [encode(tokenizer, t, with_offsets=True) for t in texts]
     out: list[tuple[list[float], list[tuple[int, int]]]] = []
     for chunk in batched(encoded, batch_size):
@@ -228,7 +234,7 @@ def mean_kl(
     and sit on the same device; identical models give exactly 0.
     """
     device = model_device(model_p)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     encoded = [encode(tokenizer, t)["input_ids"] for t in texts]
     total = 0.0
     positions = 0
@@ -272,7 +278,7 @@ def continuation_logprobs(
     from transformers import DynamicCache
 
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     ctx_ids = [encode(tokenizer, c)["input_ids"] for c in contexts]
     cont_ids = [
         [tokenizer(x, add_special_tokens=False)["input_ids"] for x in conts] for conts in continuations
@@ -423,7 +429,7 @@ def next_token_logprobs(
     next-token distribution at each text's last position.
     """
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     encoded = [encode(tokenizer, t)["input_ids"] for t in texts]
     rows: list[torch.Tensor] = []
     for chunk in batched(encoded, batch_size):

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from pii_unlearn.lm import batched, encode, model_device, pad_left, pad_right
+from pii_unlearn.lm import batched, encode, model_device, pad_left, pad_right, padding_id
 from pii_unlearn.pii.shapes import shape_of
 
 
@@ -86,7 +86,7 @@ def constrained_greedy(
     """
     vocab_of = ShapeVocab.of(tokenizer)
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     results: list[str] = []
     for chunk in batched(list(zip(prompts, targets, strict=True)), batch_size):
         shapes = [shape_of(t) for _, t in chunk]
@@ -150,7 +150,7 @@ def constrained_teacher_forced(
     """
     vocab_of = ShapeVocab.of(tokenizer)
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     out: list[float | None] = []
     for chunk in batched(list(zip(prompts, targets, strict=True)), batch_size):
         ctx = [encode(tokenizer, p)["input_ids"] for p, _ in chunk]

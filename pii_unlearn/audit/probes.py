@@ -31,7 +31,7 @@ import torch
 
 from pii_unlearn.audit.figures import BITS_CHANGE, SHARE, Figure
 from pii_unlearn.audit.metrics import MEASUREMENTS, Measured, ModelRun, measurement
-from pii_unlearn.lm import encode, model_device, pad_right
+from pii_unlearn.lm import encode, model_device, pad_right, padding_id
 
 #: Group size of int4 quantization (input weights per scale).
 INT4_GROUP = 64
@@ -94,7 +94,7 @@ def fine_tune(
     else:
         tuned.requires_grad_(True)
     device = model_device(tuned)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     eos = tokenizer.eos_token_id
     encoded = [
         (encode(tokenizer, t)["input_ids"] + ([eos] if eos is not None else []))[:MAX_TRAIN_TOKENS]

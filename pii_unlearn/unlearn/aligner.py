@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import batched, encode, model_device, pad_right
+from pii_unlearn.lm import batched, encode, model_device, pad_right, padding_id
 from pii_unlearn.pii.anonymize import anonymized_text
 from pii_unlearn.pii.fakes import fake_value, make_faker
 from pii_unlearn.synth.fake import fill_template, template_slots
@@ -104,7 +104,7 @@ def pooled_states(
     state the output head reads).
     """
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     out = []
     for chunk in batched(list(texts), batch_size):
         ids, mask = pad_right(

@@ -25,7 +25,7 @@ import torch
 from pii_unlearn.checkpoint import architecture_modules
 from pii_unlearn.errors import InputError
 from pii_unlearn.extraction import Target, greedy_hits
-from pii_unlearn.lm import batched
+from pii_unlearn.lm import batched, padding_id
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
 from pii_unlearn.unlearn.losses import kl_to_reference, sequence_logprob, target_masks, token_nll
@@ -224,7 +224,7 @@ def run_loop(
     # when something reads it (the KL term, or a method's own prepare hook).
     uses_reference = s.kl_weight > 0 or type(method).prepare is not _Shared.prepare
     reference = Reference(model, s.lora) if uses_reference else None
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)

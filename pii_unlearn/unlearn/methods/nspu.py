@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pii_unlearn.artifacts import Record
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import model_device
+from pii_unlearn.lm import model_device, padding_id
 from pii_unlearn.pii.anonymize import anonymized_text
 from pii_unlearn.unlearn.aligner import (
     Aligner,
@@ -291,7 +291,7 @@ class NeuroSemanticProjector(Method):
         o = self.options
         start = time.perf_counter()
         texts = anonymized_inputs(forget)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad = padding_id(tokenizer)
         guard: list[Any] = []
         readings: list[GuardReading] = []
         if o.measure_utility:

@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 from pii_unlearn.artifacts import Record
 from pii_unlearn.errors import InputError
 from pii_unlearn.extraction import extraction_targets
+from pii_unlearn.lm import padding_id
 from pii_unlearn.options import with_defaults
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainData
@@ -124,7 +125,7 @@ class Sani(GradientMethod):
 
         o = self.options
         start = time.perf_counter()
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad = padding_id(tokenizer)
         dev = next(model.parameters()).device
         # Retain text and the guard's baseline come from the original weights, before the erase.
         retain_examples, guard = retain.examples(model, tokenizer, o, seed)
