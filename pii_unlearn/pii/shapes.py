@@ -176,11 +176,9 @@ class PlausibleCandidates:
             for members in self._pool(entity_type).values():
                 for m in members:
                     for i, run in enumerate(m):
-                        placed.setdefault((len(m), i, shape_of(run)), []).append(run)
-            for members in self._pool(entity_type).values():
-                for m in members:
-                    for run in m:
-                        anywhere.setdefault(shape_of(run), []).append(run)
+                        rs = shape_of(run)
+                        placed.setdefault((len(m), i, rs), []).append(run)
+                        anywhere.setdefault(rs, []).append(run)
             self._run_index[entity_type] = (placed, anywhere)
         return self._run_index[entity_type]
 

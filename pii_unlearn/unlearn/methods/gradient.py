@@ -31,6 +31,12 @@ Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NULL_ERR_SLACK = 0.02
 
 
+def example_index(examples: Sequence[ForgetExample]) -> dict[str, list[float]]:
+    """``{"index": ...}`` for :meth:`GradientMethod.prepare`: each batch row's place in ``examples``,
+    for a method that keeps per-example data of its own (targets, records) beside the batch."""
+    return {"index": [float(i) for i in range(len(examples))]}
+
+
 class GradientMethod(Method):
     """A forget loss on the shared loop; subclasses set ``Options`` and implement :meth:`forget_loss`."""
 

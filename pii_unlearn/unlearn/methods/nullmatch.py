@@ -32,7 +32,7 @@ from pydantic import Field
 
 from pii_unlearn.artifacts import Record
 from pii_unlearn.extraction import extraction_targets
-from pii_unlearn.lm import encode, pad_right
+from pii_unlearn.lm import encode, pad_right, padding_id
 from pii_unlearn.options import with_defaults
 from pii_unlearn.pii.anonymize import replace_spans
 from pii_unlearn.pii.fakes import fake_value, make_faker
@@ -46,7 +46,7 @@ from pii_unlearn.unlearn.losses import (
     weighted_mean,
 )
 from pii_unlearn.unlearn.methods.base import register
-from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod
+from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod, example_index
 
 #: A value with at least this many digits gets twins by redrawing its digits (same shape);
 #: others get a fresh Faker value of their entity type.
@@ -176,7 +176,7 @@ class NullMatch(GradientMethod):
         self, examples: Sequence[ForgetExample], reference: Any, pad_id: int, device: Any
     ) -> dict[str, list[float]]:
         self._reference = reference
-        return {"index": [float(i) for i in range(len(examples))]}
+        return example_index(examples)
 
     def forget_loss(self, logits: torch.Tensor, batch: Batch, forward: Forward) -> torch.Tensor:
         o = self.options
@@ -226,7 +226,7 @@ class NullMatch(GradientMethod):
     ) -> torch.Tensor:
         """Summed log-likelihood of each continuation after its prefix, ``(len(pairs),)``."""
         tok = self._tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        pad = padding_id(tok)
         seqs, masks = [], []
         for prefix, cont in pairs:
             pre = encode(tok, prefix)["input_ids"]

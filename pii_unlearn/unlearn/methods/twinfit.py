@@ -44,15 +44,15 @@ import torch
 from pydantic import Field
 
 from pii_unlearn.artifacts import Record
-from pii_unlearn.lm import encode, pad_right
+from pii_unlearn.lm import encode, pad_right, padding_id
 from pii_unlearn.options import with_defaults
-from pii_unlearn.pii.masks import overlapping_tokens
+from pii_unlearn.pii.masks import overlapping_tokens, token_mask
 from pii_unlearn.pii.shapes import PlausibleCandidates
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample
 from pii_unlearn.unlearn.losses import per_sequence_mean, target_masks, token_nll, weighted_mean
 from pii_unlearn.unlearn.methods.base import register
-from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod
+from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod, example_index
 
 #: Characters of the record after a value kept in each spliced continuation, so the last
 #: token of a value merges with what follows it as it does in the record.
@@ -184,7 +184,7 @@ class TwinFit(GradientMethod):
     def prepare(
         self, examples: Sequence[ForgetExample], reference: Any, pad_id: int, device: Any
     ) -> dict[str, list[float]]:
-        return {"index": [float(i) for i in range(len(examples))]}
+        return example_index(examples)
 
     def forget_loss(self, logits: torch.Tensor, batch: Batch, forward: Forward) -> torch.Tensor:
         o = self.options
@@ -220,18 +220,14 @@ class TwinFit(GradientMethod):
                 text, learn = rewrite(self._records[int(idx)], self._sampler, self._rng, self.options.keep)
                 if not learn:
                     continue
-                enc = encode(self._tokenizer, text, with_offsets=True)
-                mask = [0] * len(enc["input_ids"])
-                for start, end in learn:
-                    for i in overlapping_tokens(enc["offset_mapping"], start, end):
-                        mask[i] = 1
-                seqs.append(enc["input_ids"][:MAX_TRAIN_TOKENS])
+                ids, mask = token_mask(self._tokenizer, text, [{"start": a, "end": b} for a, b in learn])
+                seqs.append(ids[:MAX_TRAIN_TOKENS])
                 masks.append(mask[:MAX_TRAIN_TOKENS])
                 weights.append(w)
         device = batch["input_ids"].device
         if not seqs:
             return torch.zeros((), device=device)
-        pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+        pad = padding_id(self._tokenizer)
         ids, attn = pad_right(seqs, pad, device)
         learn_mask, _ = pad_right(masks, 0, device)
         nll = token_nll(forward(ids, attn), ids)
