@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -19,7 +20,9 @@ from pii_unlearn.options import parse_set
 from pii_unlearn.pii.masks import token_mask
 from pii_unlearn.synth.victim import PLANTED_FILE
 from pii_unlearn.unlearn import merged, options_for, run_unlearn, unlearn_model
+from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import collate, forget_examples
+from pii_unlearn.unlearn.loop import lr_schedule
 from pii_unlearn.unlearn.losses import kl_to_reference, masked_contrast, npo, token_nll
 from pii_unlearn.unlearn.methods import METHODS
 
@@ -255,3 +258,22 @@ def test_unpii_methods_weight_by_risk_and_prefer_fake_twins(victim_dir: Path) ->
     result = unlearn_model(loaded.model, loaded.tokenizer, risky, method="unpii-dpo", options=options)
     first, kept = result.edit.readings[0], result.edit.kept
     assert kept is not None and kept.pii_prob < first.pii_prob
+
+
+def _lrs(options: GradientOptions) -> list[float]:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=options.lr)
+    schedule = lr_schedule(optimizer, options)
+    out = []
+    for _ in range(options.max_steps):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return out
+
+
+def test_the_learning_rate_is_constant_by_default_and_warms_up_and_decays_when_asked() -> None:
+    assert _lrs(GradientOptions(lr=0.5, max_steps=6)) == [0.5] * 6
+    lrs = _lrs(GradientOptions(lr=1.0, max_steps=10, warmup_steps=2, lr_schedule="cosine"))
+    assert lrs[:3] == pytest.approx([0.0, 0.5, 1.0])
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:])) and 0 < lrs[-1] < 0.05

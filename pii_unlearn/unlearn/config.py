@@ -48,6 +48,11 @@ class GradientOptions(RetainOptions):
     # optimisation
     lr: float = Field(3e-4, gt=0, description="learning rate")
     max_steps: int = Field(200, ge=1, description="optimizer steps at most")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="learning rate after the warm-up: constant, or a cosine decay to 0 at max_steps",
+    )
+    warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up from 0")
     batch_size: int = Field(8, ge=1, description="forget records per step")
     retain_batch_size: int = Field(8, ge=1, description="retain texts per step for the KL term")
     grad_clip: float = Field(1.0, gt=0, description="gradient norm clip")

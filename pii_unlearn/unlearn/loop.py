@@ -122,6 +122,17 @@ def kept_perplexity(model: Any, examples: Sequence[RetainExample], pad_id: int, 
     return math.exp(total / count) if count else float("nan")
 
 
+def lr_schedule(optimizer: Any, options: GradientOptions) -> Any:
+    """The learning rate over the run: constant, or a linear warm-up over ``warmup_steps`` and a
+    cosine decay to 0 at ``max_steps`` (``transformers.get_scheduler``)."""
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if options.lr_schedule == "constant" else "cosine"
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=options.warmup_steps, num_training_steps=options.max_steps
+    )
+
+
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -228,6 +239,7 @@ def run_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    schedule = lr_schedule(optimizer, s)
     dev = accelerator.device
     unwrapped = accelerator.unwrap_model(model)
     extras = method.prepare(forget, reference, pad, dev)
@@ -294,6 +306,7 @@ def run_loop(
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(params, s.grad_clip)
             optimizer.step()
+            schedule.step()
             if step % s.eval_every and step != s.max_steps:
                 continue
             r = reading(step, float(loss.detach()), base_ppl)
