@@ -114,3 +114,44 @@ def test_a_null_aiming_method_keeps_later_readings_unless_greedy_extraction_come
     assert method.better(reading(0.01), reading(0.0))  # one value flickering back: keep training's result
     assert not method.better(reading(0.05), reading(0.0))
     assert method.better(reading(0.05), reading(0.06))
+
+
+def _level(victim: Any, true_level: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """The level term on the test record with every true token at NLL ``true_level``, every rewrite
+    token scored by uniform logits; its gradients on the true NLL and on the rewrites' logits."""
+    tok = victim.tokenizer
+    method = TwinFit(TwinFit.Options(rewrites=3, keep=0.0))
+    examples = method.examples([_record()], tok, seed=0)
+    batch = collate(examples, 0, "cpu")
+    batch["index"] = torch.tensor([0.0])
+    true_nll = torch.full((1, len(examples[0].input_ids) - 1), true_level, requires_grad=True)
+    seen: list[torch.Tensor] = []
+
+    def forward(ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*ids.shape, len(tok), requires_grad=True)
+        seen.append(logits)
+        return logits
+
+    _, level = method._rewrite_losses(batch, forward, true_nll)
+    level.backward()
+    ids = examples[0].input_ids
+    offsets = encode(tok, TEXT, with_offsets=True)["offset_mapping"]
+    near_pii = [
+        i - 1
+        for i in range(1, len(ids))
+        if any(offsets[i][0] < s.end + 1 and offsets[i][1] > s.start for s in _record().spans)
+    ]
+    assert true_nll.grad is not None
+    return level, true_nll.grad[0], seen[0].grad if seen[0].grad is not None else torch.zeros(1), near_pii
+
+
+def test_the_level_term_pulls_the_true_value_onto_its_twins_from_both_sides(victim: Any) -> None:
+    """Too likely (NLL 0): descent raises the true tokens' NLL; too unlikely (NLL 60 per token): it
+    lowers it. Only tokens of the values (and the one after each) move; the twins are a fixed target."""
+    for true_level, sign in ((0.0, -1.0), (60.0, 1.0)):
+        level, grad, twin_grad, near_pii = _level(victim, true_level)
+        assert float(level.detach()) > 0
+        moved = torch.nonzero(grad).flatten().tolist()
+        assert moved and set(moved) <= set(near_pii)
+        assert all(float(grad[i]) * sign > 0 for i in moved)
+        assert float(twin_grad.abs().sum()) == 0.0

@@ -30,6 +30,19 @@ characters followed by a plausible same-shape value's, k random) and trains
 plain NLL (``delta``) on the new characters and the token after the value:
 the model learns the format after values it never memorised, and never sees a
 true value as a target.
+
+Even then the true path keeps a lead: trained to the fakes' distribution it
+scores what a *well-calibrated* model would give a value, while the model's own
+score of a never-seen value is lower (it is not calibrated on paths it never
+trained on: on the tuning victim the true values' tokens sat at -2.9 nats, a
+fake's at -4.5). So a last term sets the level from the model itself
+(``zeta``): for each rewrite, the true record's summed NLL over the characters
+the rewrite changed is pulled (smooth-L1, both ways) onto the rewrite's own
+summed NLL there, as the model scores it at that step (no gradient into the
+rewrite's side). That is the attacker's comparison (the same prefix, the true
+rest of the value against a never-seen one), made at every step with a fresh
+twin: its optimum is "the true value scores like its twins", and it costs no
+extra forward pass.
 """
 
 from __future__ import annotations
@@ -61,7 +74,15 @@ TAIL_CHARS = 8
 
 class TwinFitOptions(
     with_defaults(
-        GradientOptions, "TwinFitLoop", lr=3e-3, lora=False, max_steps=200, kl_weight=1.0, eval_every=25
+        GradientOptions,
+        "TwinFitLoop",
+        lr=3e-3,
+        lr_schedule="cosine",
+        warmup_steps=20,
+        lora=False,
+        max_steps=200,
+        kl_weight=1.0,
+        eval_every=25,
     )
 ):
     """Twin fitting's options: the shared loop's, plus the fakes per target and the loss weights."""
@@ -78,6 +99,12 @@ class TwinFitOptions(
         0.3, ge=0, lt=1, description="chance that a value stays true in a rewrite (context only, no loss)"
     )
     delta: float = Field(4.0, ge=0, description="weight of the NLL on the rewrites' new tokens")
+    zeta: float = Field(
+        1.0,
+        ge=0,
+        description="weight of the level term: the true record's NLL over each rewrite's new characters "
+        "pulled (smooth-L1, both ways) onto the rewrite's own NLL there, as the model scores it now",
+    )
 
 
 def splice(value: str, other: str, cut: int) -> str:
@@ -156,7 +183,8 @@ class TwinFit(GradientMethod):
     name = "twinfit"
     summary = (
         "Each PII token trained towards the tokens never-seen same-shape values put there after the same "
-        "characters (the null), plus NLL on records rewritten with spliced twins; all weights, plus KL."
+        "characters (the null), plus NLL on records rewritten with spliced twins, and each true value's "
+        "likelihood pulled onto its twins' as the model scores them; all weights, plus KL."
     )
     Options = TwinFitOptions
     options: TwinFitOptions
@@ -208,28 +236,51 @@ class TwinFit(GradientMethod):
             present.append(1.0)
         fit = weighted_mean(torch.stack(per_seq), weights, torch.tensor(present, device=weights.device))
         loss = loss + o.gamma * fit
-        if o.rewrites and o.delta > 0:
-            loss = loss + o.delta * self._rewrite_loss(batch, forward)
+        if o.rewrites and (o.delta > 0 or o.zeta > 0):
+            fit_twins, level = self._rewrite_losses(batch, forward, nll)
+            loss = loss + o.delta * fit_twins + o.zeta * level
         return loss
 
-    def _rewrite_loss(self, batch: Batch, forward: Forward) -> torch.Tensor:
-        """Mean NLL of the new tokens of this step's rewrites of the batch's records."""
-        seqs, masks, weights = [], [], []
-        for idx, w in zip(batch["index"].tolist(), batch["weights"].tolist(), strict=True):
+    def _rewrite_losses(
+        self, batch: Batch, forward: Forward, true_nll: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's rewrites of the batch's records: the mean NLL of their new tokens, and the
+        level term (the true record's summed NLL over the same characters against the rewrite's)."""
+        seqs, masks, weights, rows, true_masks = [], [], [], [], []
+        for row, (idx, w) in enumerate(zip(batch["index"].tolist(), batch["weights"].tolist(), strict=True)):
+            record = self._records[int(idx)]
             for _ in range(self.options.rewrites):
-                text, learn = rewrite(self._records[int(idx)], self._sampler, self._rng, self.options.keep)
+                text, learn = rewrite(record, self._sampler, self._rng, self.options.keep)
                 if not learn:
                     continue
-                ids, mask = token_mask(self._tokenizer, text, [{"start": a, "end": b} for a, b in learn])
-                seqs.append(ids[:MAX_TRAIN_TOKENS])
-                masks.append(mask[:MAX_TRAIN_TOKENS])
+                ranges = [{"start": a, "end": b} for a, b in learn]
+                ids, mask = token_mask(self._tokenizer, text, ranges)
+                # a causal model scores the learned tokens from what precedes them: stop there
+                end = min(MAX_TRAIN_TOKENS, 1 + max((i for i, m in enumerate(mask) if m), default=len(ids)))
+                seqs.append(ids[:end])
+                masks.append(mask[:end])
                 weights.append(w)
+                rows.append(row)
+                if self.options.zeta > 0:
+                    true_masks.append(
+                        token_mask(self._tokenizer, record.text, ranges)[1][: true_nll.shape[1] + 1]
+                    )
         device = batch["input_ids"].device
+        zero = torch.zeros((), device=device)
         if not seqs:
-            return torch.zeros((), device=device)
+            return zero, zero
         pad = padding_id(self._tokenizer)
         ids, attn = pad_right(seqs, pad, device)
         learn_mask, _ = pad_right(masks, 0, device)
         nll = token_nll(forward(ids, attn), ids)
-        per_seq = per_sequence_mean(nll, learn_mask[:, 1:].float())
-        return weighted_mean(per_seq, torch.tensor(weights, device=device))
+        learn = learn_mask[:, 1:].float()
+        w = torch.tensor(weights, device=device)
+        fit = weighted_mean(per_sequence_mean(nll, learn), w)
+        if not true_masks:
+            return fit, zero
+        on_true, _ = pad_right(true_masks, 0, device)
+        on_true = on_true[:, 1:].float()
+        true_sum = (true_nll[rows, : on_true.shape[1]] * on_true).sum(-1)
+        twin_sum = (nll * learn).sum(-1).detach()
+        level = torch.nn.functional.smooth_l1_loss(true_sum, twin_sum, reduction="none")
+        return fit, weighted_mean(level, w)
