@@ -29,7 +29,9 @@ def _make(out: Path, victim_dir: Path, *targets: str, dry: bool = False) -> subp
         f"RECORDS={victim_dir / PLANTED_FILE}",
         f"PII_UNLEARN={sys.executable} -m pii_unlearn",
         "INVERT_ARGS=--num-samples 96",
-        "UNLEARN_ARGS=--max-steps 20 --set retain_source=builtin",
+        # GA-style ascent is slow for ~40 steps on a confident victim, then falls off a cliff:
+        # 80 steps (it stops early once the forget tokens fall below the probability target).
+        "UNLEARN_ARGS=--max-steps 80 --set retain_source=builtin",
         f"AUDIT_ARGS=--quick --heldout {victim_dir / HELDOUT_FILE}",
         *targets,
     ]
