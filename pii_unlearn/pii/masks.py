@@ -21,16 +21,20 @@ def overlapping_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int)
     return [i for i, (a, b) in enumerate(offsets) if b > a and overlaps(a, b, start, end)]
 
 
-def token_mask(tokenizer: Any, text: str, spans: Sequence[Any]) -> tuple[list[int], list[int]]:
-    """``(input_ids, mask)`` for ``text``: mask is 1 where a token overlaps any span.
+def offsets_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[Any]) -> list[int]:
+    """1 for each token (by its character offsets) that overlaps any span, else 0.
 
     Spans are objects or dicts with ``start`` and ``end``.
     """
-    enc = encode(tokenizer, text, with_offsets=True)
-    offsets = enc["offset_mapping"]
     mask = [0] * len(offsets)
     for span in spans:
         start, end = (span["start"], span["end"]) if isinstance(span, dict) else (span.start, span.end)
         for i in overlapping_tokens(offsets, start, end):
             mask[i] = 1
-    return enc["input_ids"], mask
+    return mask
+
+
+def token_mask(tokenizer: Any, text: str, spans: Sequence[Any]) -> tuple[list[int], list[int]]:
+    """``(input_ids, mask)`` for ``text``: mask 1 where a token overlaps any span (:func:`offsets_mask`)."""
+    enc = encode(tokenizer, text, with_offsets=True)
+    return enc["input_ids"], offsets_mask(enc["offset_mapping"], spans)

@@ -59,7 +59,7 @@ from pydantic import Field
 from pii_unlearn.artifacts import Record
 from pii_unlearn.lm import encode, pad_right, padding_id
 from pii_unlearn.options import with_defaults
-from pii_unlearn.pii.masks import overlapping_tokens, token_mask
+from pii_unlearn.pii.masks import offsets_mask, overlapping_tokens, token_mask
 from pii_unlearn.pii.shapes import PlausibleCandidates
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample
@@ -199,6 +199,10 @@ class TwinFit(GradientMethod):
         by_id = {rec.id: rec for rec in records if rec.spans}
         self._tokenizer, self._sampler, self._rng = tokenizer, sampler, random.Random(seed + 1)
         self._records = [by_id[e.record_id] for e in examples]
+        # each true record's token offsets, for the level term's masks (tokenised once, not per step)
+        self._offsets = [
+            encode(tokenizer, rec.text, with_offsets=True)["offset_mapping"] for rec in self._records
+        ]
         self._targets = [
             [
                 t
@@ -262,9 +266,7 @@ class TwinFit(GradientMethod):
                 weights.append(w)
                 rows.append(row)
                 if self.options.zeta > 0:
-                    true_masks.append(
-                        token_mask(self._tokenizer, record.text, ranges)[1][: true_nll.shape[1] + 1]
-                    )
+                    true_masks.append(offsets_mask(self._offsets[int(idx)], ranges)[: true_nll.shape[1] + 1])
         device = batch["input_ids"].device
         zero = torch.zeros((), device=device)
         if not seqs:
