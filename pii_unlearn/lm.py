@@ -200,22 +200,27 @@ def text_token_logprobs(
 
     Texts are encoded with BOS first; BOS itself is not scored, so the two lists
     cover the text's own tokens, with their ``(start, end)`` character offsets.
+    Batches are filled in order of length (less padding), results come back in
+    the order given.
     """
     device = model_device(model)
     pad = padding_id(tokenizer)
     encoded = [encode(tokenizer, t, with_offsets=True) for t in texts]
-    out: list[tuple[list[float], list[tuple[int, int]]]] = []
-    for chunk in batched(encoded, batch_size):
-        ids, mask = pad_right([e["input_ids"] for e in chunk], pad, device)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out: list[tuple[list[float], list[tuple[int, int]]] | None] = [None] * len(encoded)
+    done = 0
+    for chunk in batched(order, batch_size):
+        ids, mask = pad_right([encoded[i]["input_ids"] for i in chunk], pad, device)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
         picked = logits[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         picked = picked - torch.logsumexp(logits[:, :-1], dim=-1)
-        for i, enc in enumerate(chunk):
-            n = len(enc["input_ids"]) - 1
-            out.append((picked[i, :n].tolist(), list(enc["offset_mapping"][1:])))
+        for row, i in enumerate(chunk):
+            n = len(encoded[i]["input_ids"]) - 1
+            out[i] = (picked[row, :n].tolist(), list(encoded[i]["offset_mapping"][1:]))
+        done += len(chunk)
         if progress is not None:
-            progress(len(out))
-    return out
+            progress(done)
+    return [o for o in out if o is not None]
 
 
 @torch.no_grad()
