@@ -54,10 +54,14 @@ NOTES: tuple[str, ...] = (
     "measured and removed: on seed 0 of the first-round victim it recovered 0 of 213 planted values "
     "(held-out reconstruction token F1 0.32; its surrogates were template texts carrying the Faker "
     'values it decoded with, not the model\'s); see the README, "Why no logit inverter".',
-    "- SmolLM2 rows above are older runs; a victim rebuilt on 2026-12-03 (seed 0) gives recall 0.830 "
-    "at precision 0.846 in 811 s with these defaults on a quiet machine, and 0.580 at 0.906 on a "
-    "seed-1 victim with the held-out templates (`bench/invert_reference.md`, which also measures "
-    "and rejects keeping values on their gain over the base model).",
+    "- SmolLM2-135M victims (`make-victim --base`) are in `bench/invert_reference.md`: with these "
+    "defaults a seed-2 victim with the held-out templates (never fitted on or looked at) gives recall"
+    " 0.760 at precision 0.884 in 587 s, against 0.680 at 0.829 (651 s) with the calibration before "
+    "its 2026-12-03 refit. The refit (`--calibrate`: the seed-1 demo victim, now searched with the "
+    "defaults rather than at threshold 0.3) raised precision on the held-out-template victims here "
+    "(seed 5: 0.920 / 0.915 -> 0.910 / 0.948; seed 6: 0.950 / 0.927 -> 0.945 / 0.940) and cost the "
+    "seed-0 victim recall (0.901 -> 0.864; the keep threshold 0.7 was chosen on that victim in an "
+    "earlier round).",
     "- Wall times are on a machine shared with other jobs (see the load average); small models run "
     "single-threaded, which was several times faster than two threads on the busy box. Most of the "
     "sample strategy's time is model and detector loading, enumeration at the harvested openers and "
@@ -125,7 +129,7 @@ def calibrate(workdir: Path) -> None:
     if not (victim / "config.json").exists():
         build_victim(victim, VictimConfig(seed=1))
     planted = planted_values(read_records(victim / PLANTED_FILE))
-    res = run_inversion(load_model(victim, device="cpu"), seed=0, num_samples=1024, threshold=0.3)
+    res = run_inversion(load_model(victim, device="cpu"), seed=0)  # the default search
     names = ["context_min_k", "tail_min_k"]
     rows, labels = [], []
     for c in res.candidates:

