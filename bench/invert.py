@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -93,7 +92,19 @@ def detector_ceiling(planted: list[Record]) -> float:
     return len(set(values) & hit) / len(values)
 
 
+def labelled(candidates: list[dict[str, Any]], planted: dict[str, str]) -> list[tuple[dict[str, Any], bool]]:
+    """``(candidate, is planted exactly)`` for fitting a keep rule; values that are only part of a
+    planted value (a name or street cut short) are left out: neither right nor wrong."""
+    out = []
+    for c in candidates:
+        exact = c["value"] in planted
+        if exact or not any(c["value"] in p for p in planted):
+            out.append((c, exact))
+    return out
+
+
 def score(out: set[str], planted: dict[str, str]) -> dict[str, Any]:
+    """Recall, precision, lenient precision and per-type hits of a set of output values."""
     exact = out & set(planted)
     partial = {v for v in out - exact if any(v in p for p in planted)}
     per_type = Counter(planted.values())
@@ -123,7 +134,7 @@ def calibrate(workdir: Path) -> None:
 
     from pii_unlearn.checkpoint import load_model
     from pii_unlearn.invert import run_inversion
-    from pii_unlearn.invert.scoring import RECURRENCE_CAP
+    from pii_unlearn.invert.scoring import recurrence_input
 
     victim = workdir / "victim-seed1"
     if not (victim / "config.json").exists():
@@ -132,12 +143,8 @@ def calibrate(workdir: Path) -> None:
     res = run_inversion(load_model(victim, device="cpu"), seed=0)  # the default search
     names = ["context_min_k", "tail_min_k"]
     rows, labels = [], []
-    for c in res.candidates:
-        exact = c["value"] in planted
-        if not exact and any(c["value"] in p for p in planted):
-            continue
-        rec = math.log2(max(1, min(RECURRENCE_CAP, c["recurrence"])))
-        rows.append([c[n] for n in names] + [rec])
+    for c, exact in labelled(res.candidates, planted):
+        rows.append([c[n] for n in names] + [recurrence_input(c["recurrence"])])
         labels.append(exact)
     model = LogisticRegression(C=1.0, max_iter=2000).fit(np.array(rows), np.array(labels))
     weights = dict(zip([*names, "recurrence"], (round(float(w), 3) for w in model.coef_[0]), strict=True))

@@ -30,10 +30,12 @@ import os
 import platform
 import sys
 import time
-from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+# run as a script, the bench folder is on the path: one place for the scoring of invert's output
+from invert import labelled, planted_values, score
 
 from pii_unlearn.artifacts import read_records
 from pii_unlearn.checkpoint import load_model, smollm2_gguf
@@ -41,8 +43,8 @@ from pii_unlearn.extraction import DEFAULT_MIN_K
 from pii_unlearn.invert.scoring import (
     CALIBRATION,
     DEFAULT_KEEP_THRESHOLD,
-    RECURRENCE_CAP,
     memorization,
+    recurrence_input,
     score_span,
 )
 from pii_unlearn.lm import text_token_logprobs
@@ -60,11 +62,6 @@ GAINS: dict[str, str] = {
 INPUTS: tuple[str, ...] = ("context_min_k", "tail_min_k", "recurrence", *GAINS)
 #: Targets of issue 14 (recall and precision of planted values; SmolLM2 within 15 minutes).
 TARGET_RECALL, TARGET_PRECISION, TARGET_SECONDS = 0.9, 0.9, 900.0
-
-
-def planted_of(victim: Path) -> dict[str, str]:
-    """Distinct planted value -> entity type."""
-    return {r.span_text(s): s.entity_type for r in read_records(victim / PLANTED_FILE) for s in r.spans}
 
 
 def candidates(victim: Path, reference: Path, cache: Path) -> dict[str, Any]:
@@ -102,9 +99,7 @@ def candidates(victim: Path, reference: Path, cache: Path) -> dict[str, Any]:
 
 
 def _row(c: dict[str, Any]) -> list[float] | None:
-    row = [
-        math.log2(max(1, min(RECURRENCE_CAP, c["recurrence"]))) if n == "recurrence" else c[n] for n in INPUTS
-    ]
+    row = [recurrence_input(c["recurrence"]) if n == "recurrence" else c[n] for n in INPUTS]
     return row if all(math.isfinite(x) for x in row) else None
 
 
@@ -115,10 +110,9 @@ def fit(found: dict[str, Any], planted: dict[str, str]) -> dict[str, Any]:
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     rows, labels, values = [], [], []
-    for c in found["candidates"]:
-        exact = c["value"] in planted
+    for c, exact in labelled(found["candidates"], planted):
         row = _row(c)
-        if row is None or (not exact and any(c["value"] in p for p in planted)):
+        if row is None:
             continue
         rows.append(row)
         labels.append(exact)
@@ -146,23 +140,9 @@ def gain_confidence(c: dict[str, Any], weights: dict[str, float]) -> float:
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
-def score(kept: set[str], planted: dict[str, str]) -> dict[str, Any]:
-    """Recall, precision, lenient precision and per-type hits of a set of kept values."""
-    exact = kept & set(planted)
-    partial = {v for v in kept - exact if any(v in p for p in planted)}
-    per_type, hits = Counter(planted.values()), Counter(planted[v] for v in exact)
-    return {
-        "recall": len(exact) / len(planted),
-        "precision": len(exact) / len(kept) if kept else 0.0,
-        "lenient_precision": (len(exact) + len(partial)) / len(kept) if kept else 0.0,
-        "values": len(kept),
-        "per_type": {t: [hits[t], n] for t, n in sorted(per_type.items())},
-    }
-
-
 def report_victim(victim: Path, found: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
     """Both rules on one victim, and what the run found at all."""
-    planted = planted_of(victim)
+    planted = planted_values(read_records(victim / PLANTED_FILE))
     cands = found["candidates"]
     own = {c["value"] for c in cands if memorization(c) >= DEFAULT_KEEP_THRESHOLD}
     gain = {c["value"] for c in cands if gain_confidence(c, weights) >= DEFAULT_KEEP_THRESHOLD}
@@ -290,7 +270,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
     found = candidates(args.fit, reference, args.workdir / f"{args.fit.name}-candidates.json")
-    fitted = fit(found, planted_of(args.fit))
+    fitted = fit(found, planted_values(read_records(args.fit / PLANTED_FILE)))
     print(json.dumps(fitted["weights"]), fitted["cv"]["recall"], fitted["cv"]["precision"], flush=True)
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (load average {load[0]:.1f} / "

@@ -49,8 +49,11 @@ FEATURES: tuple[str, ...] = ("mean_logprob", "min_k_logprob", "context_min_k", "
 #: Fitted by ``bench/invert.py --calibrate`` on the candidates of a default run on a demo victim
 #: built with seed 1 (the benchmark uses seeds 0, 5 and 6). The mean and Min-K% of the value's
 #: tokens got no weight: given the passage and tail scores they added nothing (the first token
-#: of a memorised name is a choice among many). Refitted on 2026-12-03 with the default search
-#: (the previous fit searched at threshold 0.3, so on other candidates): on a SmolLM2-135M
+#: of a memorised name is a choice among many). Refitted on 2026-12-03 on the candidates of a
+#: default search steered by the previous weights (bias 4.771, context 1.249, tail 2.627,
+#: recurrence 0.462; that fit had searched at threshold 0.3). The calibration steers the search,
+#: so ``--calibrate`` run today, searching with these weights, gives other ones (2.902 / 0.853 /
+#: 2.715 / 1.074): not a fixed point, and not measured. On a SmolLM2-135M
 #: victim never fitted on or looked at (seed 2, held-out templates) recall 0.680 -> 0.760 at
 #: precision 0.829 -> 0.884; on the tiny seed-0 victim recall 0.901 -> 0.864 (``bench/invert.md``,
 #: ``bench/invert_reference.md``).
@@ -162,6 +165,12 @@ def score_occurrences(
         occ.token_count = int(found.get("token_count", 0))
 
 
+def recurrence_input(count: int) -> float:
+    """What the calibration reads of a value's recurrence: ``log2`` of the count capped at
+    :data:`RECURRENCE_CAP` (at least 1, so a value seen once contributes 0)."""
+    return math.log2(max(1, min(RECURRENCE_CAP, count)))
+
+
 def memorization(features: dict[str, float], calibration: dict[str, float] | None = None) -> float:
     """Calibrated confidence in [0, 1] that a value is memorised, from its scores.
 
@@ -174,7 +183,7 @@ def memorization(features: dict[str, float], calibration: dict[str, float] | Non
         if not math.isfinite(x):
             return 0.0
         z += c.get(name, 0.0) * x
-    z += c.get("recurrence", 0.0) * math.log2(max(1, min(RECURRENCE_CAP, int(features["recurrence"]))))
+    z += c.get("recurrence", 0.0) * recurrence_input(int(features["recurrence"]))
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
