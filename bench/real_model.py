@@ -12,7 +12,12 @@ would take most of an hour per model on 2 cores (135M parameters, about 60 value
 continuations). Relearning is left out for the same reason (a grid of fine-tunes of a 135M
 model per row); `bench/compare.md` has it on the tiny victims.
 
-Run: ``.venv/bin/python bench/real_model.py [--methods dfsu ga ...] [--workdir DIR]``; writes
+``--retain`` adds rows ``M + retain``: the same chain with in-domain benign text passed to
+``unlearn --retain`` (32 support-desk paragraphs drawn like the victim's, none sharing a
+sentence with the held-out text the audit reads), what a team with its own benign text
+would do; the utility guard then reads a held-out split of that text.
+
+Run: ``.venv/bin/python bench/real_model.py [--methods dfsu ga ...] [--retain] [--workdir DIR]``; writes
 ``bench/real_model.json`` (rows merged with earlier runs, one per method) and
 ``bench/real_model.md``. A stage whose output exists in the work folder is not rerun.
 """
@@ -32,11 +37,14 @@ from typing import Any
 
 import torch
 
+from pii_unlearn.artifacts import read_records, record_line
 from pii_unlearn.checkpoint import smollm2_gguf
-from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
+from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE, support_records
 
 HERE = Path(__file__).parent
 METHODS = ("dfsu", "ga", "npo", "unpii-npo", "sani", "nspu")
+#: Benign in-domain paragraphs written for ``--retain`` rows, and the seed stream they are drawn from.
+RETAIN_TEXTS, RETAIN_STREAM = 32, 7
 #: What the run of 2026-11-24 showed (check against the table when rerun).
 NOTES = """Notes.
 - `dfsu` did nothing here: its utility guard reads perplexity on the tool's built-in English
@@ -98,7 +106,7 @@ def audit(model: Path, victim: Path, out: Path, seed: int) -> tuple[dict[str, An
 
 def inversion_recall(victim: Path, probes: Path) -> dict[str, Any]:
     """Recall and precision of ``invert``'s values against the planted ones (as ``bench/invert.py``)."""
-    from pii_unlearn.artifacts import read_manifest, read_records
+    from pii_unlearn.artifacts import read_manifest
 
     settings = (read_manifest(probes) or {}).get("settings", {})
     planted = {r.span_text(s): s.entity_type for r in read_records(victim / PLANTED_FILE) for s in r.spans}
@@ -117,6 +125,14 @@ def inversion_recall(victim: Path, probes: Path) -> dict[str, Any]:
     }
 
 
+def write_retain(victim: Path, out: Path, seed: int) -> None:
+    """In-domain benign text for ``--retain``: support-desk paragraphs sharing no sentence with
+    the victim's held-out text (which the audit reads)."""
+    heldout = [r.text for r in read_records(victim / HELDOUT_FILE)]
+    records = support_records(RETAIN_TEXTS, seed + RETAIN_STREAM, "retain", avoid=heldout)
+    out.write_text("".join(record_line(r) for r in records))
+
+
 def _counts(items: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in items:
@@ -129,6 +145,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pii-unlearn-real"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--retain", action="store_true", help="also run each method with in-domain --retain text"
+    )
     parser.add_argument("--table-only", action="store_true", help="rewrite real_model.md from the JSON")
     args = parser.parse_args()
     gguf = smollm2_gguf()
@@ -147,6 +166,9 @@ def main() -> None:
         stages["make-victim --base"] = cli(
             "make-victim", "--base", str(gguf), "--output", str(victim), "--seed", str(seed)
         )
+    else:  # a victim built before: its build time (in process) from its manifest
+        built = json.loads((victim / "pii_unlearn_manifest.json").read_text())
+        stages["make-victim --base"] = float(built["timings"]["build"])
     probes, pii, risk = work / "probes.jsonl", work / "pii.jsonl", work / "risk.jsonl"
     if not probes.exists():
         stages["invert"] = cli("invert", "--model", str(victim), "--output", str(probes), "--seed", str(seed))
@@ -162,24 +184,34 @@ def main() -> None:
     rows: dict[str, Any] = results.get("rows", {})
     figures, seconds = audit(victim, victim, work / "audit-original", seed)
     rows["original"] = {"figures": figures, "audit_s": seconds}
-    for method in args.methods:
-        out = work / method
+    retain = work / "retain.jsonl"
+    if args.retain and not retain.exists():
+        write_retain(victim, retain, seed)
+    runs = [(m, m, ()) for m in args.methods]
+    runs += [(f"{m} + retain", f"{m}-retain", ("--retain", str(retain))) for m in args.methods if args.retain]
+    for name, folder, extra in runs:
+        method = name.split(" ")[0]
+        out = work / folder
         if not (out / "config.json").exists():
             unlearn_s = cli(
                 "unlearn", "--model", str(victim), "--forget", str(risk), "--method", method,
-                "--output", str(out), "--seed", str(seed),
+                "--output", str(out), "--seed", str(seed), *extra,
             )  # fmt: skip
         else:
-            unlearn_s = rows.get(method, {}).get("unlearn_s", float("nan"))
-        figures, audit_s = audit(out, victim, work / f"audit-{method}", seed)
+            unlearn_s = rows.get(name, {}).get("unlearn_s", float("nan"))
         manifest = json.loads((out / "pii_unlearn_manifest.json").read_text())
         loop = (manifest.get("settings") or {}).get("loop") or {}
         kept = (loop.get("kept") or {}).get("step")
         stop = f"{loop.get('stop_reason')} after {loop.get('steps')} steps, kept step {kept}"
-        rows[method] = {"figures": figures, "unlearn_s": unlearn_s, "audit_s": audit_s, "stop": stop}
+        if kept == 0:  # the run kept its starting weights: the original's audit stands for it
+            figures, audit_s = dict(rows["original"]["figures"]), 0.0
+            stop += " (the original's weights: not audited again)"
+        else:
+            figures, audit_s = audit(out, victim, work / f"audit-{folder}", seed)
+        rows[name] = {"figures": figures, "unlearn_s": unlearn_s, "audit_s": audit_s, "stop": stop}
         results["rows"] = rows
         results_path.write_text(json.dumps(results, indent=2))
-        print(f"{method}: {json.dumps(rows[method])}", flush=True)
+        print(f"{name}: {json.dumps(rows[name])}", flush=True)
     results["rows"] = rows
     results_path.write_text(json.dumps(results, indent=2))
     write_table(results, gguf)

@@ -136,6 +136,7 @@ def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
             "ppl_limit_pct": 0.0,
             "eval_every": 1,
             "max_steps": 10,
+            "backoff": 0,  # the stop itself is under test (a slower retry forgets within the limit)
         },
     )
     result = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options)
@@ -145,6 +146,35 @@ def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
     if kept.step == 0:
         after = result.model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_overshoot_at_the_first_reading_backs_off(victim_dir: Path) -> None:
+    # lr 5e-2 and 2.5e-2 on all weights wreck held-out perplexity within one step: each try
+    # overshoots at its first reading, so the loop starts again from the starting weights at half
+    # the rate; out of tries, it keeps the starting weights.
+    loaded = _fresh(victim_dir)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    records = read_records(victim_dir / PLANTED_FILE)[:8]
+    fixed = {**FAST, "lora": False, "kl_weight": 0.0, "eval_every": 1, "max_steps": 3, "ppl_limit_pct": 0.0}
+    options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 1})
+    edit = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options).edit
+    assert [a["lr"] for a in edit.attempts] == [5e-2, 2.5e-2]
+    assert all(a["stop_reason"] == "utility_limit" and a["steps"] == 1 for a in edit.attempts)
+    assert [r.attempt for r in edit.readings] == [0, 0, 1]
+    assert edit.kept is not None and edit.kept.step == 0
+    assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+    # one more try, at 1.25e-2 (measured: ERR 0 at -3.7% perplexity); a try within the limit ends it
+    loaded = _fresh(victim_dir)
+    options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 3})
+    edit = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options).edit
+    assert edit.attempts[2]["lr"] == 1.25e-2 and edit.readings[-1].attempt == len(edit.attempts) - 1
+    if edit.attempts[-1]["stop_reason"] != "utility_limit":
+        assert edit.kept is not None and edit.kept.attempt == len(edit.attempts) - 1
+    # without backoff: one try
+    loaded = _fresh(victim_dir)
+    options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 0})
+    edit = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options).edit
+    assert len(edit.attempts) == 1 and len(edit.readings) == 2
 
 
 @pytest.mark.parametrize("method", ["ga", "npo"])

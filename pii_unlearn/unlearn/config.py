@@ -79,6 +79,12 @@ class GradientOptions(RetainOptions):
         description="stop once greedy decoding reproduces at most this share of the forget set's PII values",
     )
     eval_every: int = Field(5, ge=1, description="steps between guard readings")
+    backoff: int = Field(
+        3,
+        ge=0,
+        description="when the first reading after the start is already over the utility limit, start "
+        "again from the starting weights at half the learning rate, up to this many times",
+    )
 
 
 class AscentOptions(GradientOptions):

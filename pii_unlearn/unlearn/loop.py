@@ -217,6 +217,12 @@ def run_loop(
     examples whose PII tokens the probability guard reads (default: ``forget``, the
     examples trained on). A reading within the utility limit is always preferred to
     one outside it; among readings on the same side, the method's ``better`` decides.
+
+    When a run's first reading after the start is already over the utility limit (the
+    guard never saw a usable point: a learning rate fitted on a small model overshoots
+    on a large one), the starting weights are restored and the run starts again at half
+    the learning rate, fresh optimizer state, up to ``backoff`` times; each try is in
+    ``attempts`` and each reading carries its try's number.
     """
     from accelerate import Accelerator
 
@@ -269,7 +275,8 @@ def run_loop(
     if not given_base:
         first.ppl_increase_pct = 0.0
     readings = [first]
-    kept, best_state = first, _trainable_state(unwrapped)
+    start_state = _trainable_state(unwrapped)
+    kept, best_state = first, start_state
     kept_within = first.ppl_increase_pct <= s.ppl_limit_pct
     if progress:
         progress(first)
@@ -279,10 +286,20 @@ def run_loop(
     kl_order: list[int] = []
     rank, world = accelerator.process_index, accelerator.num_processes
     step = 0
+    lr = s.lr
+    attempts: list[dict[str, Any]] = []
     model.train()
     if forgotten(first):
         stop_reason = "already_below_target"
-    else:
+    for attempt in range(s.backoff + 1 if stop_reason != "already_below_target" else 0):
+        if attempt:  # the last try overshot at its first reading: start again, slower
+            _restore(unwrapped, start_state)
+            lr /= 2
+            optimizer.state.clear()
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = lr
+            schedule = lr_schedule(optimizer, s)
+        stop_reason, first_reading, overshot = "max_steps", True, False
         for step in range(1, s.max_steps + 1):
             if len(order) < s.batch_size * world:
                 order.extend(rng.sample(range(len(forget)), len(forget)))
@@ -310,18 +327,24 @@ def run_loop(
             if step % s.eval_every and step != s.max_steps:
                 continue
             r = reading(step, float(loss.detach()), base_ppl)
+            r.attempt = attempt
             readings.append(r)
             if progress:
                 progress(r)
             within = r.ppl_increase_pct <= s.ppl_limit_pct
             if (within and not kept_within) or (within == kept_within and method.better(r, kept)):
                 kept, best_state, kept_within = r, _trainable_state(unwrapped), within
+            overshot = first_reading and not within and kept is first and kept_within
+            first_reading = False
             if not within and method.stops_at_utility_limit:
                 stop_reason = "utility_limit"
                 break
             if forgotten(r):
                 stop_reason = "forgot"
                 break
+        attempts.append({"lr": lr, "steps": step, "stop_reason": stop_reason})
+        if not (stop_reason == "utility_limit" and overshot):
+            break
     _restore(unwrapped, best_state)
     unwrapped.eval()
     return EditResult(
@@ -332,4 +355,5 @@ def run_loop(
         kept=kept,
         seconds=time.perf_counter() - start,
         forget_count=len(forget),
+        attempts=attempts,
     )

@@ -33,6 +33,8 @@ class GuardReading:
     ppl_increase_pct: float
     loss: float | None = None
     forget_err: float | None = None
+    #: Which try of the loop took the reading (see ``backoff``; 0: the first).
+    attempt: int = 0
 
 
 #: Called with each guard reading as a method works (a progress bar, a log).
@@ -56,6 +58,8 @@ class EditResult:
     seconds: float = 0.0
     forget_count: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    #: The loop's tries: learning rate, steps and stop reason of each (more than one after a backoff).
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The run for a manifest (the model itself left out)."""
@@ -67,6 +71,7 @@ class EditResult:
             "kept": asdict(self.kept) if self.kept else None,
             "readings": [asdict(r) for r in self.readings],
             "details": self.details,
+            "attempts": self.attempts,
         }
 
 
