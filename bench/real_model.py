@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from pii_unlearn.artifacts import read_records, record_line
+from pii_unlearn.artifacts import read_manifest, read_records, record_line
 from pii_unlearn.checkpoint import smollm2_gguf
 from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE, support_records
 
@@ -117,8 +117,6 @@ def audit(model: Path, victim: Path, out: Path, seed: int) -> tuple[dict[str, An
 
 def inversion_recall(victim: Path, probes: Path) -> dict[str, Any]:
     """Recall and precision of ``invert``'s values against the planted ones (as ``bench/invert.py``)."""
-    from pii_unlearn.artifacts import read_manifest
-
     settings = (read_manifest(probes) or {}).get("settings", {})
     planted = {r.span_text(s): s.entity_type for r in read_records(victim / PLANTED_FILE) for s in r.spans}
     found = {r.span_text(s) for r in read_records(probes, allow_empty=True) for s in r.spans}
@@ -198,10 +196,11 @@ def main() -> None:
     retain = work / "retain.jsonl"
     if args.retain and not retain.exists():
         write_retain(victim, retain, seed)
-    runs = [(m, m, ()) for m in args.methods]
-    runs += [(f"{m} + retain", f"{m}-retain", ("--retain", str(retain))) for m in args.methods if args.retain]
-    for name, folder, extra in runs:
-        method = name.split(" ")[0]
+    # (row name, method, output folder, extra unlearn arguments)
+    runs = [(m, m, m, ()) for m in args.methods]
+    if args.retain:
+        runs += [(f"{m} + retain", m, f"{m}-retain", ("--retain", str(retain))) for m in args.methods]
+    for name, method, folder, extra in runs:
         out = work / folder
         if not (out / "config.json").exists():
             unlearn_s = cli(

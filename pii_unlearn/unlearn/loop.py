@@ -277,7 +277,7 @@ def run_loop(
     readings = [first]
     start_state = _trainable_state(unwrapped)
     kept, best_state = first, start_state
-    kept_within = first.ppl_increase_pct <= s.ppl_limit_pct
+    kept_within = first_within = first.ppl_increase_pct <= s.ppl_limit_pct
     if progress:
         progress(first)
     stop_reason = "max_steps"
@@ -291,7 +291,8 @@ def run_loop(
     model.train()
     if forgotten(first):
         stop_reason = "already_below_target"
-    for attempt in range(s.backoff + 1 if stop_reason != "already_below_target" else 0):
+    tries = 0 if stop_reason == "already_below_target" else s.backoff + 1
+    for attempt in range(tries):
         if attempt:  # the last try overshot at its first reading: start again, slower
             _restore(unwrapped, start_state)
             lr /= 2
@@ -299,7 +300,7 @@ def run_loop(
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] = lr
             schedule = lr_schedule(optimizer, s)
-        stop_reason, first_reading, overshot = "max_steps", True, False
+        stop_reason, read_before = "max_steps", len(readings)
         for step in range(1, s.max_steps + 1):
             if len(order) < s.batch_size * world:
                 order.extend(rng.sample(range(len(forget)), len(forget)))
@@ -334,8 +335,6 @@ def run_loop(
             within = r.ppl_increase_pct <= s.ppl_limit_pct
             if (within and not kept_within) or (within == kept_within and method.better(r, kept)):
                 kept, best_state, kept_within = r, _trainable_state(unwrapped), within
-            overshot = first_reading and not within and kept is first and kept_within
-            first_reading = False
             if not within and method.stops_at_utility_limit:
                 stop_reason = "utility_limit"
                 break
@@ -343,7 +342,9 @@ def run_loop(
                 stop_reason = "forgot"
                 break
         attempts.append({"lr": lr, "steps": step, "stop_reason": stop_reason})
-        if not (stop_reason == "utility_limit" and overshot):
+        # overshot: stopped at the utility limit by this try's first reading, from a start within it
+        overshot = first_within and stop_reason == "utility_limit" and len(readings) == read_before + 1
+        if not overshot:
             break
     _restore(unwrapped, best_state)
     unwrapped.eval()
