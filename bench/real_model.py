@@ -157,6 +157,9 @@ def main() -> None:
     parser.add_argument(
         "--retain", action="store_true", help="also run each method with in-domain --retain text"
     )
+    parser.add_argument(
+        "--retain-only", action="store_true", help="only the --retain runs (no data-free row)"
+    )
     parser.add_argument("--table-only", action="store_true", help="rewrite real_model.md from the JSON")
     args = parser.parse_args()
     gguf = smollm2_gguf()
@@ -194,10 +197,11 @@ def main() -> None:
     figures, seconds = audit(victim, victim, work / "audit-original", seed)
     rows["original"] = {"figures": figures, "audit_s": seconds}
     retain = work / "retain.jsonl"
+    args.retain = args.retain or args.retain_only
     if args.retain and not retain.exists():
         write_retain(victim, retain, seed)
     # (row name, method, output folder, extra unlearn arguments)
-    runs = [(m, m, m, ()) for m in args.methods]
+    runs = [] if args.retain_only else [(m, m, m, ()) for m in args.methods]
     if args.retain:
         runs += [(f"{m} + retain", m, f"{m}-retain", ("--retain", str(retain))) for m in args.methods]
     for name, method, folder, extra in runs:

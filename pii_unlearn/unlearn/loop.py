@@ -133,12 +133,25 @@ def lr_schedule(optimizer: Any, options: GradientOptions) -> Any:
     )
 
 
+def _resharded(model: Any) -> Any:
+    """``model`` with every FSDP2 module back on its shards, so ``named_parameters`` are the
+    tensors the optimizer steps (after a forward pass FSDP2 keeps the root's parameters
+    gathered, and a copy into those would be lost at the next reshard); no-op otherwise."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+    return model
+
+
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    _resharded(model)
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _restore(model: Any, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
+    params = dict(_resharded(model).named_parameters())
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)
@@ -170,25 +183,45 @@ def _extra_tensors(
     return {key: torch.tensor([values[i] for i in picked], device=device) for key, values in extras.items()}
 
 
-#: Sharded engines the loop does not run under yet, and why (see the README, "Many GPUs").
-UNSUPPORTED_ENGINES = ("FSDP", "DEEPSPEED")
+#: Engines the loop does not run under, and why (see the README, "Many GPUs").
+UNSUPPORTED_ENGINES = ("DEEPSPEED",)
 
 
 def check_engine(accelerator: Any) -> None:
-    """Refuse a sharded launch (FSDP, DeepSpeed ZeRO) with a one-line error, before any training.
+    """Refuse a launch the loop cannot run correctly under, with a one-line error, before training.
 
-    The loop reads its guards (perplexity, greedy decoding) and snapshots the best
-    weights through the unwrapped model, and the checkpoint is written from it: under
-    a sharded engine each process holds only a shard, so those would be wrong. Data
-    parallelism (DDP, ``torchrun``) is supported.
+    Data parallelism (DDP, ``torchrun``) and FSDP2 (``fsdp_version: 2``: parameters sharded in
+    place, every guard reading a collective forward that all processes run in step) are
+    supported. FSDP1 wraps the model in a module whose parameters are flattened and which
+    ``generate`` cannot run through; DeepSpeed ZeRO partitions parameters behind its own engine:
+    the guards and the checkpoint read the model through neither.
     """
-    kind = getattr(getattr(accelerator, "distributed_type", None), "value", "")
-    if str(kind).upper() in UNSUPPORTED_ENGINES:
+    kind = str(getattr(getattr(accelerator, "distributed_type", None), "value", "")).upper()
+    if kind == "FSDP" and not getattr(accelerator, "is_fsdp2", False):
         raise InputError(
-            f"unlearn does not run under {kind} yet (each process would hold a shard of the model the "
-            "guards read and the checkpoint is written from); launch with DDP: "
-            "accelerate launch --config_file recipes/accelerate/ddp.yaml, or torchrun"
+            "unlearn runs under FSDP version 2 only (set fsdp_version: 2, as in "
+            "recipes/accelerate/fsdp.yaml); FSDP1 flattens the parameters the guards and the checkpoint read"
         )
+    if kind in UNSUPPORTED_ENGINES:
+        raise InputError(
+            f"unlearn does not run under {kind} (its engine partitions the parameters the guards and the "
+            "checkpoint read); launch with FSDP2 (recipes/accelerate/fsdp.yaml) or DDP "
+            "(recipes/accelerate/ddp.yaml, or torchrun)"
+        )
+
+
+def _gather_into(sharded: Any, plain: Any) -> Any:
+    """``plain`` (an unsharded copy made before FSDP2 sharded ``sharded``) with ``sharded``'s
+    trainable weights, gathered from every process (a collective call: every rank makes it)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, ignore_frozen_params=True)
+    full = get_model_state_dict(sharded, options=options)
+    # strict=False: the frozen weights are the copy's own; a tied weight arrives under each name
+    unexpected = plain.load_state_dict(full, strict=False).unexpected_keys
+    if unexpected:
+        raise RuntimeError(f"FSDP2 gave weights the unsharded model lacks: {', '.join(unexpected[:3])}")
+    return plain
 
 
 def run_loop(
@@ -235,6 +268,9 @@ def run_loop(
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
     check_engine(accelerator)
     model = wrap_trainable(model, s)
+    # FSDP2 shards the parameters in place: keep an unsharded copy (on the CPU) to gather the
+    # trained weights into, for the checkpoint and for whatever reads the model after the loop
+    plain = copy.deepcopy(model).to("cpu") if getattr(accelerator, "is_fsdp2", False) else None
     from pii_unlearn.unlearn.methods.gradient import GradientMethod as _Shared
 
     # Under a full fine-tune the reference is a frozen copy of the whole model: make it only
@@ -245,6 +281,7 @@ def run_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    params = [p for p in model.parameters() if p.requires_grad]  # FSDP2's sharded ones, where it ran
     schedule = lr_schedule(optimizer, s)
     dev = accelerator.device
     unwrapped = accelerator.unwrap_model(model)
@@ -347,6 +384,8 @@ def run_loop(
         if not overshot:
             break
     _restore(unwrapped, best_state)
+    if plain is not None:
+        unwrapped = _gather_into(unwrapped, plain).to(dev)
     unwrapped.eval()
     return EditResult(
         model=unwrapped,
@@ -357,4 +396,5 @@ def run_loop(
         seconds=time.perf_counter() - start,
         forget_count=len(forget),
         attempts=attempts,
+        engine=str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)),
     )

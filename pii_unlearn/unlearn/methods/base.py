@@ -60,6 +60,8 @@ class EditResult:
     details: dict[str, Any] = field(default_factory=dict)
     #: The loop's tries: learning rate, steps and stop reason of each (more than one after a backoff).
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: How the loop ran: accelerate's distributed type (NO, MULTI_CPU, MULTI_GPU, FSDP); None: no loop.
+    engine: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The run for a manifest (the model itself left out)."""
@@ -72,6 +74,7 @@ class EditResult:
             "readings": [asdict(r) for r in self.readings],
             "details": self.details,
             "attempts": self.attempts,
+            "engine": self.engine,
         }
 
 
