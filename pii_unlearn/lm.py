@@ -545,3 +545,35 @@ def world_size() -> int:
     import torch.distributed as dist
 
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def join_processes() -> int:
+    """Join the process group of a ``torchrun`` / ``accelerate launch`` run (accelerate's
+    ``PartialState``: gloo on CPU, NCCL with one GPU per process); the number of processes.
+    Alone (no launcher in the environment) it does nothing and returns 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available())
+    return world_size()
+
+
+def shard_map(items: Sequence[Any], compute: Callable[[Sequence[Any]], Sequence[Any]]) -> list[Any]:
+    """``compute(items)`` with the work split over the processes of a distributed run.
+
+    ``compute`` must give one result per item, each depending on its item alone (batching
+    aside). Each process computes a contiguous share; every process gets every result, in
+    order (``all_gather_object``). One process: ``compute(items)``.
+    """
+    import torch.distributed as dist
+
+    world = world_size()
+    if world == 1:
+        return list(compute(items)) if items else []
+    per = -(-len(items) // world)
+    start = dist.get_rank() * per
+    share = items[start : start + per]
+    mine = list(compute(share)) if share else []
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, mine)
+    return [result for part in parts for result in part]

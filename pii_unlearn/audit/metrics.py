@@ -60,6 +60,7 @@ from pii_unlearn.lm import (
     continuation_logprobs,
     generate_bucketed,
     sample_continuations,
+    shard_map,
     text_token_logprobs,
 )
 from pii_unlearn.pii.fakes import make_faker
@@ -287,15 +288,19 @@ def measure_greedy(run: ModelRun) -> Measured:
     lengths = run.token_counts([t.target for t in targets])
     order = sorted(range(len(targets)), key=lambda i: lengths[i])
     report = run.stage("greedy reconstruction", len(targets))
-    hits: list[tuple[bool, str]] = [(False, "")] * len(targets)
     size = run.settings.batch_size
-    for b in range(0, len(order), size):
-        chunk = order[b : b + size]
-        batch = [targets[i] for i in chunk]
-        out = greedy_hits(run.loaded.model, run.loaded.tokenizer, batch, batch_size=size)
-        for i, hit in zip(chunk, out, strict=True):
-            hits[i] = hit
-        report(b + len(chunk))
+
+    def decode(share: Sequence[int]) -> list[tuple[bool, str]]:
+        out: list[tuple[bool, str]] = []
+        for b in range(0, len(share), size):
+            batch = [targets[i] for i in share[b : b + size]]
+            out += greedy_hits(run.loaded.model, run.loaded.tokenizer, batch, batch_size=size)
+            report(len(out))
+        return out
+
+    hits: list[tuple[bool, str]] = [(False, "")] * len(targets)
+    for i, hit in zip(order, shard_map(order, decode), strict=True):
+        hits[i] = hit
     return Measured(
         {
             "err": [float(hit) for hit, _ in hits],
@@ -335,11 +340,19 @@ def measure_constrained(run: ModelRun) -> Measured:
     """Free-running and teacher-forced greedy decoding restricted to tokens of the value's shape."""
     targets = run.inputs.targets
     model, tok, size = run.loaded.model, run.loaded.tokenizer, run.settings.batch_size
-    prompts, wanted = [t.prefix for t in targets], [t.target for t in targets]
-    texts = constrained_greedy(
-        model, tok, prompts, wanted, batch_size=size, progress=run.stage("constrained decoding", len(targets))
-    )
-    forced = constrained_teacher_forced(model, tok, prompts, wanted, batch_size=size)
+    pairs = [(t.prefix, t.target) for t in targets]
+    report = run.stage("constrained decoding", len(targets))
+    wanted = [t.target for t in targets]
+
+    def decode(share: Sequence[tuple[str, str]]) -> list[str]:
+        prompts, goals = [p for p, _ in share], [w for _, w in share]
+        return constrained_greedy(model, tok, prompts, goals, batch_size=size, progress=report)
+
+    def forced_hits(share: Sequence[tuple[str, str]]) -> list[float]:
+        prompts, goals = [p for p, _ in share], [w for _, w in share]
+        return constrained_teacher_forced(model, tok, prompts, goals, batch_size=size)
+
+    texts, forced = shard_map(pairs, decode), shard_map(pairs, forced_hits)
     return Measured(
         {
             "constrained_err": [float(x == t) for x, t in zip(texts, wanted, strict=True)],
@@ -527,15 +540,16 @@ def measure_exposure(run: ModelRun) -> Measured:
     for t, twin, cands in zip(targets, inputs.exposure_twins, candidates, strict=True):
         lead = t.target[: len(t.target) - len(t.value)]
         strings.append([lead + value for value in (t.value, twin, *cands)])
+    report = run.stage("exposure ranking", sum(len(x) for x in strings))
+
+    def rank(share: Sequence[tuple[str, list[str]]]) -> list[list[list[float]]]:
+        prefixes, continuations = [p for p, _ in share], [c for _, c in share]
+        size = run.settings.batch_size * 16
+        model, tok = run.loaded.model, run.loaded.tokenizer
+        return continuation_logprobs(model, tok, prefixes, continuations, batch_size=size, progress=report)
+
     with batch_threads(run.loaded.model, run.settings.threads) as threads:
-        logps = continuation_logprobs(
-            run.loaded.model,
-            run.loaded.tokenizer,
-            [t.prefix for t in targets],
-            strings,
-            batch_size=run.settings.batch_size * 16,
-            progress=run.stage("exposure ranking", sum(len(x) for x in strings)),
-        )
+        logps = shard_map(list(zip([t.prefix for t in targets], strings, strict=True)), rank)
     cols: dict[str, Column] = {k: [] for k in MEASUREMENTS_EXPOSURE_COLUMNS}
     for cands, scored in zip(candidates, logps, strict=True):
         scores = [sum(lp) for lp in scored]
@@ -628,12 +642,10 @@ def measure_mia(run: ModelRun) -> Measured:
     inputs, k = run.inputs, run.settings.min_k
     twins = [inputs.twins[r.id] for r in inputs.records]
     texts = [r.text for r in inputs.records] + [t.text for t in twins]
-    scored = text_token_logprobs(
-        run.loaded.model,
-        run.loaded.tokenizer,
-        texts,
-        batch_size=run.settings.batch_size,
-        progress=run.stage("membership scores", len(texts)),
+    report = run.stage("membership scores", len(texts))
+    model, tok, size = run.loaded.model, run.loaded.tokenizer, run.settings.batch_size
+    scored = shard_map(
+        texts, lambda share: text_token_logprobs(model, tok, share, batch_size=size, progress=report)
     )
     n = len(inputs.records)
     by_id = {r.id: i for i, r in enumerate(inputs.records)}

@@ -48,7 +48,7 @@ from pii_unlearn.audit.report import SCHEMA_VERSION, delta, headline, model_figu
 from pii_unlearn.audit.settings import AuditSettings
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import cpu_threads
+from pii_unlearn.lm import cpu_threads, is_main_process, join_processes, wait_for_everyone
 
 #: Files inside a report folder.
 REPORT_JSON = "report.json"
@@ -206,7 +206,7 @@ def build_report(
         "samples_per_prefix": settings.num_samples,
         "heldout_texts": meta.get("heldout_texts", 0),
     }
-    report.update({k: meta.get(k) for k in ("device", "dtype", "timings", "inputs")})
+    report.update({k: meta.get(k) for k in ("device", "dtype", "processes", "timings", "inputs")})
     report.update(tool="pii-unlearn", version=__version__, created=meta.get("created"))
     report["targets"] = target_details(inputs, sides, show_pii=settings.show_pii)
     return report
@@ -237,6 +237,8 @@ def run_audit(
     written whether the gate passes or not.
     """
     start = time.perf_counter()
+    # under torchrun / accelerate launch: the per-value passes are split over the processes
+    processes = join_processes()
     settings = settings or AuditSettings()
     progress = progress or silent
     timer = Timer()
@@ -279,6 +281,7 @@ def run_audit(
         # CPU threads of the exposure ranking per side (chosen from the idle cores unless set)
         "threads": {side: m["exposure"].extra.get("threads") for side, m in sides.items() if "exposure" in m},
         "timings": timer.timings,
+        "processes": processes,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {
             "model": str(lm.source),
@@ -291,8 +294,9 @@ def run_audit(
     outcomes = evaluate(conditions, report)
     report["gate"] = [{"condition": o.condition.text, "value": o.value, "failed": o.failed} for o in outcomes]
     timer.timings["total"] = round(time.perf_counter() - start, 3)
-    if out is not None:
+    if out is not None and is_main_process():  # every process has the whole report; rank 0 writes it
         _write_report_dir(out, report, inputs, settings, records, loaded, heldout)
+    wait_for_everyone()
     return AuditResult(report, out, outcomes)
 
 

@@ -193,7 +193,10 @@ def audit(
             progress=on_progress,
             overwrite=overwrite,
         )
-    print_result(result)
+    from pii_unlearn.lm import is_main_process
+
+    if is_main_process():  # under torchrun / accelerate launch: one table, from rank 0
+        print_result(result)
     if result.failed:
         raise typer.Exit(1)
 
