@@ -547,14 +547,17 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def join_processes() -> int:
+def join_processes(device: str | None = None) -> int:
     """Join the process group of a ``torchrun`` / ``accelerate launch`` run (accelerate's
-    ``PartialState``: gloo on CPU, NCCL with one GPU per process); the number of processes.
-    Alone (no launcher in the environment) it does nothing and returns 1."""
+    ``PartialState``: NCCL with one GPU per process, gloo where ``device`` is the CPU or no
+    GPU is there); the number of processes. Alone (no launcher in the environment) it does
+    nothing and returns 1."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        PartialState(cpu=not torch.cuda.is_available())
+        named = device not in (None, "auto")
+        on_cpu = not torch.cuda.is_available() or (named and not str(device).startswith("cuda"))
+        PartialState(cpu=on_cpu)
     return world_size()
 
 

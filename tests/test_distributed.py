@@ -228,3 +228,15 @@ def test_audit_on_two_processes_matches_one(victim_dir: Path, tmp_path: Path) ->
     assert abs(one["/model/frs/overall"] - two["/model/frs/overall"]) < 0.01
     assert one["/model/err/overall"] == two["/model/err/overall"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["double", "run.py", "single"]
+
+
+def test_a_method_without_the_loop_is_written_once(victim_dir: Path, tmp_path: Path) -> None:
+    """nspu (closed form, no training loop) under 2 processes: the single-process weights,
+    written by rank 0 alone."""
+    single, double = tmp_path / "single", tmp_path / "double"
+    run_unlearn(victim_dir, victim_dir / PLANTED_FILE, single, method="nspu", seed=0)
+    script = SCRIPT.replace('method="dfsu", overrides=overrides', 'method="nspu"')
+    _torchrun(script, [str(victim_dir), str(double), "4", "{}"], tmp_path)
+    assert _max_difference(single, double) < TOLERANCE
+    assert json.loads((double / "pii_unlearn_manifest.json").read_text())["settings"]["processes"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["double", "run.py", "single"]

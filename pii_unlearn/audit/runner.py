@@ -238,7 +238,7 @@ def run_audit(
     """
     start = time.perf_counter()
     # under torchrun / accelerate launch: the per-value passes are split over the processes
-    processes = join_processes()
+    processes = join_processes(device)
     settings = settings or AuditSettings()
     progress = progress or silent
     timer = Timer()

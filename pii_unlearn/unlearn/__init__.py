@@ -21,7 +21,7 @@ from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import cpu_threads, is_main_process, wait_for_everyone, world_size
+from pii_unlearn.lm import cpu_threads, is_main_process, join_processes, wait_for_everyone, world_size
 from pii_unlearn.options import Options, load_config_file, resolve_options
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import RetainData, retain_texts
@@ -158,6 +158,9 @@ def run_unlearn(
     records = read_records(forget_path, text_field=text_field)
     retain = retain_texts(retain_path, text_field) if retain_path else None
     dev = pick_device(device)
+    # under torchrun / accelerate launch: the loop's methods share the work, and every method
+    # (nspu too) leaves the writing to rank 0
+    join_processes(dev)
     with timer("load"):
         loaded = load_model(model_path, device=dev, dtype="float32", allow_pickle=allow_pickle)
     with timer("unlearn"):
