@@ -340,23 +340,20 @@ def measure_constrained(run: ModelRun) -> Measured:
     """Free-running and teacher-forced greedy decoding restricted to tokens of the value's shape."""
     targets = run.inputs.targets
     model, tok, size = run.loaded.model, run.loaded.tokenizer, run.settings.batch_size
-    pairs = [(t.prefix, t.target) for t in targets]
     report = run.stage("constrained decoding", len(targets))
-    wanted = [t.target for t in targets]
 
-    def decode(share: Sequence[tuple[str, str]]) -> list[str]:
-        prompts, goals = [p for p, _ in share], [w for _, w in share]
-        return constrained_greedy(model, tok, prompts, goals, batch_size=size, progress=report)
+    def decode(share: Sequence[Target]) -> list[tuple[str, float]]:
+        prompts, wanted = [t.prefix for t in share], [t.target for t in share]
+        texts = constrained_greedy(model, tok, prompts, wanted, batch_size=size, progress=report)
+        forced = constrained_teacher_forced(model, tok, prompts, wanted, batch_size=size)
+        return list(zip(texts, forced, strict=True))
 
-    def forced_hits(share: Sequence[tuple[str, str]]) -> list[float]:
-        prompts, goals = [p for p, _ in share], [w for _, w in share]
-        return constrained_teacher_forced(model, tok, prompts, goals, batch_size=size)
-
-    texts, forced = shard_map(pairs, decode), shard_map(pairs, forced_hits)
+    decoded = shard_map(targets, decode)  # one pass over each process's share, one gather
+    texts, forced = [x for x, _ in decoded], [f for _, f in decoded]
     return Measured(
         {
-            "constrained_err": [float(x == t) for x, t in zip(texts, wanted, strict=True)],
-            "constrained_tokens": list(forced),
+            "constrained_err": [float(x == t.target) for x, t in zip(texts, targets, strict=True)],
+            "constrained_tokens": forced,
         },
         texts={"constrained_continuation": texts},
     )
@@ -541,11 +538,10 @@ def measure_exposure(run: ModelRun) -> Measured:
         lead = t.target[: len(t.target) - len(t.value)]
         strings.append([lead + value for value in (t.value, twin, *cands)])
     report = run.stage("exposure ranking", sum(len(x) for x in strings))
+    model, tok, size = run.loaded.model, run.loaded.tokenizer, run.settings.batch_size * 16
 
     def rank(share: Sequence[tuple[str, list[str]]]) -> list[list[list[float]]]:
         prefixes, continuations = [p for p, _ in share], [c for _, c in share]
-        size = run.settings.batch_size * 16
-        model, tok = run.loaded.model, run.loaded.tokenizer
         return continuation_logprobs(model, tok, prefixes, continuations, batch_size=size, progress=report)
 
     with batch_threads(run.loaded.model, run.settings.threads) as threads:
