@@ -145,12 +145,43 @@ def _resharded(model: Any) -> Any:
     return model
 
 
-def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
+def _zero3(accelerator: Any) -> bool:
+    """Whether the loop runs under DeepSpeed ZeRO stage 3 (each process holds a partition of
+    every weight and of its fp32 optimizer copy)."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return plugin is not None and getattr(plugin, "zero_stage", None) == 3
+
+
+def _trainable_state(model: Any, zero3: bool = False) -> dict[str, Any]:
+    """A copy of the trainable weights to restore later. Under ZeRO-3 each process keeps its own
+    partitions (the module's and the optimizer's fp32 one), so a snapshot stays sharded."""
+    if zero3:
+        from deepspeed.utils import safe_get_local_fp32_param
+
+        return {
+            n: (p.ds_tensor.detach().clone(), safe_get_local_fp32_param(p).detach().clone())
+            for n, p in model.named_parameters()
+            if p.requires_grad
+        }
     _resharded(model)
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _restore(model: Any, state: dict[str, torch.Tensor]) -> None:
+def _restore(model: Any, state: dict[str, Any], zero3: bool = False) -> None:
+    if zero3:  # the module's partition and the fp32 copy the optimizer steps from
+        from deepspeed.utils import safe_set_local_fp32_param
+
+        params = dict(model.named_parameters())
+        optimizer = params[next(iter(state))]._z3_optimizer
+        # as DeepSpeed's own checkpoint loading does: every weight back on its partition first,
+        # and the small ones it keeps whole on each process gathered again after the write
+        optimizer.checkpoint_event_prologue()
+        with torch.no_grad():
+            for name, (partition, fp32) in state.items():
+                params[name].ds_tensor.copy_(partition)
+                safe_set_local_fp32_param(params[name], fp32)
+        optimizer.checkpoint_event_epilogue()
+        return
     params = dict(_resharded(model).named_parameters())
     with torch.no_grad():
         for name, value in state.items():
@@ -183,18 +214,16 @@ def _extra_tensors(
     return {key: torch.tensor([values[i] for i in picked], device=device) for key, values in extras.items()}
 
 
-#: Engines the loop does not run under, and why (see the README, "Many GPUs").
-UNSUPPORTED_ENGINES = ("DEEPSPEED",)
-
-
 def check_engine(accelerator: Any) -> None:
     """Refuse a launch the loop cannot run correctly under, with a one-line error, before training.
 
-    Data parallelism (DDP, ``torchrun``) and FSDP2 (``fsdp_version: 2``: parameters sharded in
-    place, every guard reading a collective forward that all processes run in step) are
-    supported. FSDP1 wraps the model in a module whose parameters are flattened and which
-    ``generate`` cannot run through; DeepSpeed ZeRO partitions parameters behind its own engine:
-    the guards and the checkpoint read the model through neither.
+    Data parallelism (DDP, ``torchrun``), FSDP2 (``fsdp_version: 2``) and DeepSpeed ZeRO stage 3
+    are supported: parameters whole on each process, or sharded with every guard reading a
+    collective forward that all processes run in step. FSDP1 wraps the model in a module whose
+    parameters are flattened and which ``generate`` cannot run through. ZeRO stages 1 and 2 keep
+    every weight whole on each process and shard only the optimizer: DDP does that job without
+    DeepSpeed's copy of the weights to keep in step. The optimizer and its schedule are
+    ``unlearn``'s own options, so a DeepSpeed config that sets them is refused too.
     """
     kind = str(getattr(getattr(accelerator, "distributed_type", None), "value", "")).upper()
     if kind == "FSDP" and not getattr(accelerator, "is_fsdp2", False):
@@ -202,12 +231,59 @@ def check_engine(accelerator: Any) -> None:
             "unlearn runs under FSDP version 2 only (set fsdp_version: 2, as in "
             "recipes/accelerate/fsdp.yaml); FSDP1 flattens the parameters the guards and the checkpoint read"
         )
-    if kind in UNSUPPORTED_ENGINES:
-        raise InputError(
-            f"unlearn does not run under {kind} (its engine partitions the parameters the guards and the "
-            "checkpoint read); launch with FSDP2 (recipes/accelerate/fsdp.yaml) or DDP "
-            "(recipes/accelerate/ddp.yaml, or torchrun)"
-        )
+    if kind == "DEEPSPEED":
+        plugin = accelerator.state.deepspeed_plugin
+        if getattr(plugin, "zero_stage", None) != 3:
+            raise InputError(
+                f"unlearn runs under DeepSpeed ZeRO stage 3 only (zero_stage: 3, as in "
+                f"recipes/accelerate/deepspeed.yaml), not stage {getattr(plugin, 'zero_stage', None)}; "
+                "for stages 1 and 2 launch with DDP (recipes/accelerate/ddp.yaml)"
+            )
+        config = plugin.deepspeed_config or {}
+        zero = config.get("zero_optimization") or {}
+        offloaded = [
+            k
+            for k in ("offload_optimizer", "offload_param")
+            if (zero.get(k) or {}).get("device") not in (None, "none")
+        ]
+        if offloaded:
+            raise InputError(
+                f"unlearn does not run with DeepSpeed's {offloaded[0]} (its optimizer is torch's AdamW "
+                "and its snapshots read the partitions in memory); set it to none, as in "
+                "recipes/accelerate/deepspeed.yaml"
+            )
+        owned = [key for key in ("optimizer", "scheduler") if key in config]
+        if owned:
+            raise InputError(
+                f"remove '{owned[0]}' from the DeepSpeed config: unlearn sets its optimizer (AdamW) "
+                "and schedule from its own options (--lr, --max-steps, ...)"
+            )
+
+
+def _configure_deepspeed(accelerator: Any, options: GradientOptions) -> None:
+    """Fill the DeepSpeed config with the loop's batch and clipping before ``prepare``: each
+    process takes ``batch_size`` examples a step, one optimizer step per batch (the engine
+    steps inside ``accelerator.backward`` and clips there)."""
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    config["train_micro_batch_size_per_gpu"] = options.batch_size
+    config["gradient_accumulation_steps"] = 1
+    config["train_batch_size"] = options.batch_size * accelerator.num_processes
+    config["gradient_clipping"] = options.grad_clip
+    config["zero_allow_untested_optimizer"] = True
+
+
+def _gather_zero3(partitioned: Any, plain: Any) -> Any:
+    """``plain`` (an unpartitioned copy made before ZeRO-3 partitioned ``partitioned``) with the
+    trained weights' fp32 values, one weight gathered at a time (collective: every rank calls it)."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    target = dict(plain.named_parameters())
+    with torch.no_grad():
+        for name, param in partitioned.named_parameters():
+            if param.requires_grad:
+                full = safe_get_full_fp32_param(param)
+                target[name].copy_(full.reshape(target[name].shape).to("cpu", target[name].dtype))
+    return plain
 
 
 def _gather_into(sharded: Any, plain: Any) -> Any:
@@ -267,10 +343,19 @@ def run_loop(
     bf16 = (not cpu) and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
     check_engine(accelerator)
+    zero3 = _zero3(accelerator)
+    if zero3:
+        if any(hasattr(p, "ds_id") for p in model.parameters()):
+            raise InputError(
+                "the model was loaded partitioned (under DeepSpeed's zero.Init); unlearn partitions "
+                "it itself: load it whole before calling"
+            )
+        _configure_deepspeed(accelerator, s)
     model = wrap_trainable(model, s)
-    # FSDP2 shards the parameters in place: keep an unsharded copy (on the CPU) to gather the
-    # trained weights into, for the checkpoint and for whatever reads the model after the loop
-    plain = copy.deepcopy(model).to("cpu") if getattr(accelerator, "is_fsdp2", False) else None
+    # FSDP2 and ZeRO-3 shard the parameters in place: keep an unsharded copy (on the CPU) to gather
+    # the trained weights into, for the checkpoint and for whatever reads the model after the loop
+    sharded = zero3 or getattr(accelerator, "is_fsdp2", False)
+    plain = copy.deepcopy(model).to("cpu") if sharded else None
     from pii_unlearn.unlearn.methods.gradient import GradientMethod as _Shared
 
     # Under a full fine-tune the reference is a frozen copy of the whole model: make it only
@@ -312,7 +397,7 @@ def run_loop(
     if not given_base:
         first.ppl_increase_pct = 0.0
     readings = [first]
-    start_state = _trainable_state(unwrapped)
+    start_state = _trainable_state(unwrapped, zero3)
     kept, best_state = first, start_state
     kept_within = first_within = first.ppl_increase_pct <= s.ppl_limit_pct
     if progress:
@@ -331,7 +416,7 @@ def run_loop(
     tries = 0 if stop_reason == "already_below_target" else s.backoff + 1
     for attempt in range(tries):
         if attempt:  # the last try overshot at its first reading: start again, slower
-            _restore(unwrapped, start_state)
+            _restore(unwrapped, start_state, zero3)
             lr /= 2
             optimizer.state.clear()
             for group in optimizer.param_groups:
@@ -371,7 +456,7 @@ def run_loop(
                 progress(r)
             within = r.ppl_increase_pct <= s.ppl_limit_pct
             if (within and not kept_within) or (within == kept_within and method.better(r, kept)):
-                kept, best_state, kept_within = r, _trainable_state(unwrapped), within
+                kept, best_state, kept_within = r, _trainable_state(unwrapped, zero3), within
             if not within and method.stops_at_utility_limit:
                 stop_reason = "utility_limit"
                 break
@@ -383,9 +468,10 @@ def run_loop(
         overshot = first_within and stop_reason == "utility_limit" and len(readings) == read_before + 1
         if not overshot:
             break
-    _restore(unwrapped, best_state)
+    _restore(unwrapped, best_state, zero3)
     if plain is not None:
-        unwrapped = _gather_into(unwrapped, plain).to(dev)
+        gather = _gather_zero3 if zero3 else _gather_into
+        unwrapped = gather(unwrapped, plain).to(dev)
     unwrapped.eval()
     return EditResult(
         model=unwrapped,
