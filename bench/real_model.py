@@ -52,7 +52,8 @@ METHODS = ("dfsu", "ga", "npo", "unpii-npo", "sani", "nspu")
 #: Benign in-domain paragraphs written for ``--retain`` rows, and the seed stream they are drawn from.
 RETAIN_TEXTS, RETAIN_STREAM = 32, 7
 #: What the runs of 2026-12-03 showed (check against the table when rerun).
-NOTES = """Notes (runs of 2026-12-03; the victim is the seed-0 `make-victim --base` build of that day,
+NOTES = """Notes (runs of 2026-12-03, the `ga` rows' relearning probe and data-free `ga` of the
+next session; the victim is the seed-0 `make-victim --base` build of that day,
 91.9% of conditioned values memorised; every unlearn and audit run shared the 2 cores with tests
 or another run, so wall times are high by up to 2x; `nspu + retain`, `sani + retain` and `sani`
 ran after the `dfsu` rows, same victim, same forget set).
@@ -89,9 +90,16 @@ ran after the `dfsu` rows, same victim, same forget set).
   does): a head edit does not reach values that 30 layers carry.
 - int4 round-to-nearest alone takes greedy ERR from 0.868 to 0.509 on the original: on a real
   model that probe measures damage as well as recovery.
-- Not run here: data-free `ga`, `npo` and `unpii-npo` (each ~5-20 min of unlearning and
-  ~12-20 min of audit on 2 cores), data-free `nspu`, and `twinfit` (every weight, 200 steps,
-  4 rewrites per record: hours on 2 cores); `--methods` runs them into the same table.
+- `ga` data-free (the model's own masked samples for the KL term, guard on the built-in English
+  paragraphs): the guard read -7.7% at step 10 and +12% at step 20, so the run stopped at the
+  utility limit and kept step 10 (forget-set ERR 0.41). Audit: ERR 0.868 -> 0.547, constrained
+  0.585, held-out perplexity +0.13%, exposure where it was (gap +5.61, 98% ranked first), MIA
+  1.00. The same method with in-domain text reaches the null's neighbourhood; without it the
+  guard stops it early: on this model the data-free guard is what limits every gradient method.
+- Not run here: `npo` and `unpii-npo` (each ~15-30 min of unlearning and ~12-25 min of audit on
+  2 cores; `npo + retain` was stopped after 28 min of unlearning on a shared machine), data-free
+  `nspu`, and `twinfit` (every weight, 200 steps, 4 rewrites per record: hours on 2 cores);
+  `--methods` runs them into the same table.
 - The inversion row is the chain's own forget set, with today's defaults (1024 samples,
   threshold 0.7)."""
 #: What the runs on the held-out-template victim showed.

@@ -211,13 +211,19 @@ def test_fsdp2_gathers_tied_embeddings(tmp_path: Path) -> None:
     assert float(done.read_text()) < 1e-6
 
 
-def _launched(kind: str, fsdp2: bool = False, stage: int | None = None, **config: object) -> object:
+def _launched(
+    kind: str, fsdp2: bool = False, stage: int | None = None, accumulate: int = 1, **config: object
+) -> object:
     """What check_engine reads of an Accelerator launched with ``kind`` (and a DeepSpeed config)."""
     from types import SimpleNamespace
 
     from accelerate.utils import DistributedType
 
-    plugin = SimpleNamespace(zero_stage=stage, deepspeed_config={"zero_optimization": {}, **config})
+    plugin = SimpleNamespace(
+        zero_stage=stage,
+        gradient_accumulation_steps=accumulate,
+        deepspeed_config={"zero_optimization": {}, **config},
+    )
     return SimpleNamespace(
         distributed_type=DistributedType[kind], is_fsdp2=fsdp2, state=SimpleNamespace(deepspeed_plugin=plugin)
     )
@@ -233,6 +239,7 @@ OFFLOAD = {"zero_optimization": {"offload_optimizer": {"device": "cpu"}}}
         (_launched("DEEPSPEED", stage=2), "ZeRO stage 3 only", "ddp.yaml"),
         (_launched("DEEPSPEED", stage=3, **OFFLOAD), "offload_optimizer", "deepspeed.yaml"),
         (_launched("DEEPSPEED", stage=3, optimizer={"type": "AdamW"}), "remove 'optimizer'", "--lr"),
+        (_launched("DEEPSPEED", stage=3, accumulate=4), "gradient_accumulation_steps: 1", "batch_size"),
     ],
 )
 def test_an_engine_the_loop_cannot_read_is_refused(launched: object, message: str, names: str) -> None:

@@ -252,6 +252,12 @@ def check_engine(accelerator: Any) -> None:
                 "and its snapshots read the partitions in memory); set it to none, as in "
                 "recipes/accelerate/deepspeed.yaml"
             )
+        accumulate = getattr(plugin, "gradient_accumulation_steps", 1)
+        if accumulate not in (1, None, "auto"):
+            raise InputError(
+                f"set gradient_accumulation_steps: 1 in the DeepSpeed config (not {accumulate}): unlearn "
+                "steps once per batch and reads its guards between steps; raise --set batch_size instead"
+            )
         owned = [key for key in ("optimizer", "scheduler") if key in config]
         if owned:
             raise InputError(
