@@ -103,8 +103,23 @@ ran after the `dfsu` rows, same victim, same forget set).
 - The inversion row is the chain's own forget set, with today's defaults (1024 samples,
   threshold 0.7)."""
 #: What the runs on the held-out-template victim showed.
-HELDOUT_NOTES = """Notes: the seed-3 victim of the held-out templates (phrasings no default of the tool is
-fitted on); see `real_model.md` for the train-template victim."""
+HELDOUT_NOTES = """Notes (run of 2026-12-03; every step shared the 2 cores with tests or another run).
+- The victim: seed 3, the held-out record templates (tickets, discharge notes, payroll, HR,
+  chargebacks, VPN logs; phrasings no default of the tool is fitted on), 16 records, 91.2% of
+  conditioned values memorised in 48 steps. `invert` with defaults found 35 of its 50 planted
+  values at precision 0.70 (PERSON 6 of 16 is most of the miss), so the forget set is 38
+  records, some of them wrong.
+- `ga + retain`, the run that came nearest the null on the train-template victim, with the same
+  defaults and the same kind of in-domain text: its first try (lr 1e-3) read +3.0% in-domain
+  perplexity at step 10 (forget-set ERR 0.64 -> 0.31), over the 2% guard; the backoff try
+  (5e-4) read +1.6% at step 10 (ERR 0.47, kept) and +8.4% at step 20 (stop). The audit barely
+  moves: ERR 0.78 -> 0.72, exposure gap +5.56 -> +5.58 bits, every value still first of 128,
+  MIA 1.00, held-out perplexity +0.72%. The train-template victim's `ga + retain` figures
+  (ERR 0 at +3.35%, gap +0.63) did not carry over to this victim: there the guard allowed 20
+  steps at 1e-3 (+1.0%), here 10 steps at half the rate. What limits it is the 2% in-domain
+  guard against how fast forgetting costs perplexity on this model; a 5% limit would have kept
+  step 10 of the first try (forget-set ERR 0.31), still far from removal.
+- Not run on this victim: the other methods, data-free `ga`, the relearning probe."""
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
 AUDIT_ARGS = ("--candidates", "127", "--quantize", "int4")
 #: (column, report path, format) of the table.
