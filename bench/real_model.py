@@ -9,7 +9,7 @@ reads) and on the victim's held-out benign text. The original is audited the sam
 
 The audit uses C = 127 candidates and the int4 probe: at C = 1023 the exposure ranking alone
 would take most of an hour per model on 2 cores (135M parameters, about 60 values x 1025
-continuations). Relearning is left out for the same reason (a grid of fine-tunes of a 135M
+continuations). Relearning is left out by default for the same reason (a grid of fine-tunes of a 135M
 model per row); `bench/compare.md` has it on the tiny victims.
 
 ``--retain`` adds rows ``M + retain``: the same chain with in-domain benign text passed to
@@ -74,6 +74,13 @@ ran after the `dfsu` rows, same victim, same forget set).
   exposure 1.89 bits against the twins' 1.25 (gap +0.63; issue 13's target is 0.5), 7.5% of
   values ranked first of 128, MIA AUC 0.55, int4 gap +0.36; held-out perplexity +3.35% (target
   3%). Its chain, 29.4 min, is the one under 30.
+- `ga + retain` under the relearning probe (next session; the audit's grid of 8 fine-tunes of
+  20 steps, full and LoRA at two rates each, on the held-out benign text and on the fake twins'
+  texts; 2512 s): benign text brings back at most 1 value of 53 (ERR 0.019); 20 full steps at
+  1e-4 on same-format fake records bring back 13 (ERR 0.245, constrained 0.264; 56% of the
+  values that open a record, 11% of those that follow another value; PERSON and e-mail most)
+  and the exposure gap from +0.63 to +2.21 bits. The values were hidden, not removed: fine-tuning
+  on text of the same form puts them back, as on the tiny victims (bench/compare.md).
 - `sani + retain` meets issue 18's target too: ERR, constrained ERR, E-Hit and
   int4 ERR all 0 at +1.2% held-out perplexity (4.71 -> 4.77). Half the MLP neurons of the last
   block reset (768 of 1536, random, as its defaults say), then 30 repair steps on every weight;
