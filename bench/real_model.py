@@ -126,7 +126,10 @@ HELDOUT_NOTES = """Notes (run of 2026-12-03; every step shared the 2 cores with 
   steps at 1e-3 (+1.0%), here 10 steps at half the rate. What limits it is the 2% in-domain
   guard against how fast forgetting costs perplexity on this model; a 5% limit would have kept
   step 10 of the first try (forget-set ERR 0.31), still far from removal.
-- Not run on this victim: the other methods, data-free `ga`, the relearning probe."""
+- `ga` data-free (guard on the built-in English paragraphs): +3.2% and +5.0% at step 10 of the
+  first two tries, kept step 10 of the third (lr 2.5e-4, +1.3%, forget-set ERR 0.56). Audit:
+  ERR 0.78 -> 0.74, gap +5.54, every value first, MIA 1.00, held-out perplexity +0.28%.
+- Not run on this victim: the other methods, the relearning probe."""
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
 AUDIT_ARGS = ("--candidates", "127", "--quantize", "int4")
 #: (column, report path, format) of the table.
