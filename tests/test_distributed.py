@@ -180,14 +180,15 @@ TIED_SCRIPT = """
 import copy, sys, torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
-from pii_unlearn.unlearn.loop import _gather_into
+from pii_unlearn.unlearn.engines import Fsdp2Weights
 torch.manual_seed(0)
 model = LlamaForCausalLM(LlamaConfig(
     vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=64,
 ))
 expected = copy.deepcopy(model)
-plain = copy.deepcopy(model)
+weights = Fsdp2Weights()
+weights.before_prepare(model, None, None)
 accelerator = Accelerator(cpu=True)
 assert accelerator.is_fsdp2
 sharded = accelerator.prepare(model)
@@ -195,7 +196,7 @@ with torch.no_grad():
     for (name, p), q in zip(sharded.named_parameters(), expected.parameters()):
         p.add_(0.25)
         q.add_(0.25)
-gathered = _gather_into(sharded, plain)
+gathered = weights.gather(sharded)
 if accelerator.is_main_process:
     got, want = gathered.state_dict(), expected.state_dict()
     assert gathered.lm_head.weight is gathered.model.embed_tokens.weight
@@ -209,6 +210,62 @@ def test_fsdp2_gathers_tied_embeddings(tmp_path: Path) -> None:
     done = tmp_path / "worst.txt"
     _torchrun(FSDP_SHIM + TIED_SCRIPT, [str(done)], tmp_path)
     assert float(done.read_text()) < 1e-6
+
+
+#: The frozen reference of a full fine-tune, held the engine's way over 2 processes: its logits are
+#: the whole model's and each process keeps only part of its weights (ZeRO-3 told to keep no small
+#: weight whole, so the tiny model's weights are all partitioned).
+REFERENCE_SCRIPT = """
+import copy, sys, torch
+from accelerate import Accelerator
+from transformers import LlamaConfig, LlamaForCausalLM
+from pii_unlearn.unlearn.config import GradientOptions
+from pii_unlearn.unlearn.engines import Fsdp2Weights, Zero3Weights, weights_for
+torch.manual_seed(0)
+model = LlamaForCausalLM(LlamaConfig(
+    vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=64,
+)).eval()
+ids = torch.randint(0, 64, (3, 12))
+mask = torch.ones_like(ids)
+mask[0, 9:] = 0
+with torch.no_grad():
+    want = model(input_ids=ids, attention_mask=mask).logits
+accelerator = Accelerator(cpu=True)
+weights = weights_for(accelerator)
+frozen = copy.deepcopy(model).requires_grad_(False).eval()
+if isinstance(weights, Zero3Weights):
+    plugin = accelerator.state.deepspeed_plugin
+    plugin.deepspeed_config["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    weights.before_prepare(model, accelerator, GradientOptions())
+reference = weights.shard_reference(frozen, accelerator)
+with torch.no_grad():
+    got = reference(input_ids=ids, attention_mask=mask).logits
+worst = float((got - want).abs().max())
+if isinstance(weights, Fsdp2Weights):
+    # resharded first: FSDP2 keeps the root's weights gathered after a forward, until the next
+    held = sum(p.to_local().numel() for p in weights._params(reference).values())
+else:  # after the forward ZeRO-3 has released every gathered weight: what is left is the partition
+    held = sum(p.data.numel() + p.ds_tensor.numel() for p in reference.module.parameters())
+whole = sum(p.numel() for p in model.parameters())
+assert worst < 1e-5, worst
+assert held < 0.75 * whole, (held, whole)
+open(sys.argv[1] + str(accelerator.process_index), "w").write(f"{worst} {held / whole}")
+"""
+
+
+@pytest.mark.parametrize("engine", ["fsdp2", "zero3"])
+def test_full_fine_tune_reference_is_sharded(tmp_path: Path, engine: str) -> None:
+    """A full fine-tune's frozen reference is not a whole copy on each process under FSDP2 or
+    ZeRO-3, and gives the whole model's logits."""
+    if engine == "zero3":
+        pytest.importorskip("deepspeed")
+    shim = FSDP_SHIM if engine == "fsdp2" else ZERO3_SHIM
+    done = tmp_path / "held"
+    _torchrun(shim + REFERENCE_SCRIPT, [str(done)], tmp_path)
+    for rank in (0, 1):
+        worst, share = map(float, (tmp_path / f"held{rank}").read_text().split())
+        assert worst < 1e-5 and share < 0.75
 
 
 def _launched(
@@ -244,7 +301,7 @@ OFFLOAD = {"zero_optimization": {"offload_optimizer": {"device": "cpu"}}}
 )
 def test_an_engine_the_loop_cannot_read_is_refused(launched: object, message: str, names: str) -> None:
     from pii_unlearn.errors import InputError
-    from pii_unlearn.unlearn.loop import check_engine
+    from pii_unlearn.unlearn.engines import check_engine
 
     with pytest.raises(InputError, match=message) as err:
         check_engine(launched)

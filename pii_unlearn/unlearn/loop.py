@@ -28,6 +28,7 @@ from pii_unlearn.extraction import Target, greedy_hits
 from pii_unlearn.lm import batched, padding_id
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
+from pii_unlearn.unlearn.engines import check_engine, weights_for
 from pii_unlearn.unlearn.losses import kl_to_reference, sequence_logprob, target_masks, token_nll
 from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback
 
@@ -54,8 +55,6 @@ def wrap_trainable(model: Any, settings: GradientOptions) -> Any:
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in names]
     if missing:
-        from pii_unlearn.errors import InputError
-
         raise InputError(
             f"LoRA target module(s) {', '.join(missing)} not found in this model; "
             "set --set lora_target_modules=NAME,NAME"
@@ -133,61 +132,6 @@ def lr_schedule(optimizer: Any, options: GradientOptions) -> Any:
     )
 
 
-def _resharded(model: Any) -> Any:
-    """``model`` with every FSDP2 module back on its shards, so ``named_parameters`` are the
-    tensors the optimizer steps (after a forward pass FSDP2 keeps the root's parameters
-    gathered, and a copy into those would be lost at the next reshard); no-op otherwise."""
-    from torch.distributed.fsdp import FSDPModule
-
-    for module in model.modules():
-        if isinstance(module, FSDPModule):
-            module.reshard()
-    return model
-
-
-def _zero3(accelerator: Any) -> bool:
-    """Whether the loop runs under DeepSpeed ZeRO stage 3 (each process holds a partition of
-    every weight and of its fp32 optimizer copy)."""
-    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    return plugin is not None and getattr(plugin, "zero_stage", None) == 3
-
-
-def _trainable_state(model: Any, zero3: bool = False) -> dict[str, Any]:
-    """A copy of the trainable weights to restore later. Under ZeRO-3 each process keeps its own
-    partitions (the module's and the optimizer's fp32 one), so a snapshot stays sharded."""
-    if zero3:
-        from deepspeed.utils import safe_get_local_fp32_param
-
-        return {
-            n: (p.ds_tensor.detach().clone(), safe_get_local_fp32_param(p).detach().clone())
-            for n, p in model.named_parameters()
-            if p.requires_grad
-        }
-    _resharded(model)
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _restore(model: Any, state: dict[str, Any], zero3: bool = False) -> None:
-    if zero3:  # the module's partition and the fp32 copy the optimizer steps from
-        from deepspeed.utils import safe_set_local_fp32_param
-
-        params = dict(model.named_parameters())
-        optimizer = params[next(iter(state))]._z3_optimizer
-        # as DeepSpeed's own checkpoint loading does: every weight back on its partition first,
-        # and the small ones it keeps whole on each process gathered again after the write
-        optimizer.checkpoint_event_prologue()
-        with torch.no_grad():
-            for name, (partition, fp32) in state.items():
-                params[name].ds_tensor.copy_(partition)
-                safe_set_local_fp32_param(params[name], fp32)
-        optimizer.checkpoint_event_epilogue()
-        return
-    params = dict(_resharded(model).named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
-
-
 @torch.no_grad()
 def reference_logprobs(
     reference: Reference,
@@ -212,98 +156,6 @@ def _extra_tensors(
     extras: Mapping[str, Sequence[float]], picked: Sequence[int], device: Any
 ) -> dict[str, torch.Tensor]:
     return {key: torch.tensor([values[i] for i in picked], device=device) for key, values in extras.items()}
-
-
-def check_engine(accelerator: Any) -> None:
-    """Refuse a launch the loop cannot run correctly under, with a one-line error, before training.
-
-    Data parallelism (DDP, ``torchrun``), FSDP2 (``fsdp_version: 2``) and DeepSpeed ZeRO stage 3
-    are supported: parameters whole on each process, or sharded with every guard reading a
-    collective forward that all processes run in step. FSDP1 wraps the model in a module whose
-    parameters are flattened and which ``generate`` cannot run through. ZeRO stages 1 and 2 keep
-    every weight whole on each process and shard only the optimizer: DDP does that job without
-    DeepSpeed's copy of the weights to keep in step. The optimizer and its schedule are
-    ``unlearn``'s own options, so a DeepSpeed config that sets them is refused too.
-    """
-    kind = str(getattr(getattr(accelerator, "distributed_type", None), "value", "")).upper()
-    if kind == "FSDP" and not getattr(accelerator, "is_fsdp2", False):
-        raise InputError(
-            "unlearn runs under FSDP version 2 only (set fsdp_version: 2, as in "
-            "recipes/accelerate/fsdp.yaml); FSDP1 flattens the parameters the guards and the checkpoint read"
-        )
-    if kind == "DEEPSPEED":
-        plugin = accelerator.state.deepspeed_plugin
-        if getattr(plugin, "zero_stage", None) != 3:
-            raise InputError(
-                f"unlearn runs under DeepSpeed ZeRO stage 3 only (zero_stage: 3, as in "
-                f"recipes/accelerate/deepspeed.yaml), not stage {getattr(plugin, 'zero_stage', None)}; "
-                "for stages 1 and 2 launch with DDP (recipes/accelerate/ddp.yaml)"
-            )
-        config = plugin.deepspeed_config or {}
-        zero = config.get("zero_optimization") or {}
-        offloaded = [
-            k
-            for k in ("offload_optimizer", "offload_param")
-            if (zero.get(k) or {}).get("device") not in (None, "none")
-        ]
-        if offloaded:
-            raise InputError(
-                f"unlearn does not run with DeepSpeed's {offloaded[0]} (its optimizer is torch's AdamW "
-                "and its snapshots read the partitions in memory); set it to none, as in "
-                "recipes/accelerate/deepspeed.yaml"
-            )
-        accumulate = getattr(plugin, "gradient_accumulation_steps", 1)
-        if accumulate not in (1, None, "auto"):
-            raise InputError(
-                f"set gradient_accumulation_steps: 1 in the DeepSpeed config (not {accumulate}): unlearn "
-                "steps once per batch and reads its guards between steps; raise --set batch_size instead"
-            )
-        owned = [key for key in ("optimizer", "scheduler") if key in config]
-        if owned:
-            raise InputError(
-                f"remove '{owned[0]}' from the DeepSpeed config: unlearn sets its optimizer (AdamW) "
-                "and schedule from its own options (--lr, --max-steps, ...)"
-            )
-
-
-def _configure_deepspeed(accelerator: Any, options: GradientOptions) -> None:
-    """Fill the DeepSpeed config with the loop's batch and clipping before ``prepare``: each
-    process takes ``batch_size`` examples a step, one optimizer step per batch (the engine
-    steps inside ``accelerator.backward`` and clips there)."""
-    config = accelerator.state.deepspeed_plugin.deepspeed_config
-    config["train_micro_batch_size_per_gpu"] = options.batch_size
-    config["gradient_accumulation_steps"] = 1
-    config["train_batch_size"] = options.batch_size * accelerator.num_processes
-    config["gradient_clipping"] = options.grad_clip
-    config["zero_allow_untested_optimizer"] = True
-
-
-def _gather_zero3(partitioned: Any, plain: Any) -> Any:
-    """``plain`` (an unpartitioned copy made before ZeRO-3 partitioned ``partitioned``) with the
-    trained weights' fp32 values, one weight gathered at a time (collective: every rank calls it)."""
-    from deepspeed.utils import safe_get_full_fp32_param
-
-    target = dict(plain.named_parameters())
-    with torch.no_grad():
-        for name, param in partitioned.named_parameters():
-            if param.requires_grad:
-                full = safe_get_full_fp32_param(param)
-                target[name].copy_(full.reshape(target[name].shape).to("cpu", target[name].dtype))
-    return plain
-
-
-def _gather_into(sharded: Any, plain: Any) -> Any:
-    """``plain`` (an unsharded copy made before FSDP2 sharded ``sharded``) with ``sharded``'s
-    trainable weights, gathered from every process (a collective call: every rank makes it)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    options = StateDictOptions(full_state_dict=True, ignore_frozen_params=True)
-    full = get_model_state_dict(sharded, options=options)
-    # strict=False: the frozen weights are the copy's own; a tied weight arrives under each name
-    unexpected = plain.load_state_dict(full, strict=False).unexpected_keys
-    if unexpected:
-        raise RuntimeError(f"FSDP2 gave weights the unsharded model lacks: {', '.join(unexpected[:3])}")
-    return plain
 
 
 def run_loop(
@@ -349,25 +201,17 @@ def run_loop(
     bf16 = (not cpu) and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
     check_engine(accelerator)
-    zero3 = _zero3(accelerator)
-    if zero3:
-        if any(hasattr(p, "ds_id") for p in model.parameters()):
-            raise InputError(
-                "the model was loaded partitioned (under DeepSpeed's zero.Init); unlearn partitions "
-                "it itself: load it whole before calling"
-            )
-        _configure_deepspeed(accelerator, s)
+    weights = weights_for(accelerator)  # how this engine holds, snapshots and gathers the weights
     model = wrap_trainable(model, s)
-    # FSDP2 and ZeRO-3 shard the parameters in place: keep an unsharded copy (on the CPU) to gather
-    # the trained weights into, for the checkpoint and for whatever reads the model after the loop
-    sharded = zero3 or getattr(accelerator, "is_fsdp2", False)
-    plain = copy.deepcopy(model).to("cpu") if sharded else None
+    weights.before_prepare(model, accelerator, s)
     from pii_unlearn.unlearn.methods.gradient import GradientMethod as _Shared
 
     # Under a full fine-tune the reference is a frozen copy of the whole model: make it only
     # when something reads it (the KL term, or a method's own prepare hook).
     uses_reference = s.kl_weight > 0 or type(method).prepare is not _Shared.prepare
     reference = Reference(model, s.lora) if uses_reference else None
+    if reference is not None and reference.copy is not None:
+        reference.copy = weights.shard_reference(reference.copy, accelerator)
     pad = padding_id(tokenizer)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
@@ -403,7 +247,7 @@ def run_loop(
     if not given_base:
         first.ppl_increase_pct = 0.0
     readings = [first]
-    start_state = _trainable_state(unwrapped, zero3)
+    start_state = weights.snapshot(unwrapped)
     kept, best_state = first, start_state
     kept_within = first_within = first.ppl_increase_pct <= s.ppl_limit_pct
     if progress:
@@ -422,7 +266,7 @@ def run_loop(
     tries = 0 if stop_reason == "already_below_target" else s.backoff + 1
     for attempt in range(tries):
         if attempt:  # the last try overshot at its first reading: start again, slower
-            _restore(unwrapped, start_state, zero3)
+            weights.restore(unwrapped, start_state)
             lr /= 2
             optimizer.state.clear()
             for group in optimizer.param_groups:
@@ -462,7 +306,7 @@ def run_loop(
                 progress(r)
             within = r.ppl_increase_pct <= s.ppl_limit_pct
             if (within and not kept_within) or (within == kept_within and method.better(r, kept)):
-                kept, best_state, kept_within = r, _trainable_state(unwrapped, zero3), within
+                kept, best_state, kept_within = r, weights.snapshot(unwrapped), within
             if not within and method.stops_at_utility_limit:
                 stop_reason = "utility_limit"
                 break
@@ -474,10 +318,8 @@ def run_loop(
         overshot = first_within and stop_reason == "utility_limit" and len(readings) == read_before + 1
         if not overshot:
             break
-    _restore(unwrapped, best_state, zero3)
-    if plain is not None:
-        gather = _gather_zero3 if zero3 else _gather_into
-        unwrapped = gather(unwrapped, plain).to(dev)
+    weights.restore(unwrapped, best_state)
+    unwrapped = weights.gather(unwrapped).to(dev)
     unwrapped.eval()
     return EditResult(
         model=unwrapped,
