@@ -79,6 +79,17 @@ def test_readme_table_and_recipes_match_the_methods() -> None:
         )
 
 
+def test_pretrained_recipes_are_valid_settings() -> None:
+    """``recipes/pretrained/METHOD.yaml`` (hand-written, not generated) resolve for their method."""
+    from pii_unlearn.unlearn import options_for
+
+    paths = sorted((ROOT / "recipes" / "pretrained").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        options = options_for(path.stem, path)
+        assert options.lr < METHODS[path.stem].Options().lr, f"{path}: a pretrained model's rate is lower"
+
+
 def test_list_methods() -> None:
     result = CliRunner().invoke(app, ["unlearn", "--list-methods"])
     assert result.exit_code == 0, result.output
