@@ -254,6 +254,21 @@ NOTES: tuple[str, ...] = (
     "- Found at all is 0.92-1.00: on SmolLM2 what is missing is the keep rule, not the search. The "
     "values kept too rarely are people's names (their first token is a choice among many and their "
     "passages are often ones the model finds unlikely).",
+    "- Also tried (2026-12-03, not kept; scratch scripts, the `v1h` candidates above): ranking each "
+    "candidate against 31 same-shape plausible twins (the audit's exposure sampler) after the text "
+    "the victim wrote up to it. It separates nothing: 386 of 417 candidates rank first, memorised "
+    "or not (ROC AUC 0.53 for the rank, 0.51 for the log-likelihood margin over the twins' median, "
+    "against 0.95 for the `own` confidence). The context is the model's own sample, so every value "
+    "is the model's favourite where it wrote it; the audit's test works because it reads the "
+    "*planted* context. Scoring took 1197 s on one thread (shared). Refitting the reference-free "
+    "rule on the tiny seed-1 victim and `v1h` together (equal weight) moved the never-fitted "
+    "victims little at the keep threshold: `v0` 0.868 / 0.807 -> 0.849 / 0.833, `v2h` 0.760 / "
+    "0.884 -> 0.780 / 0.907 (recall / precision, cached candidates rescored; with the value's own "
+    "mean and Min-K% log-probability as inputs too: 0.868 / 0.836 and 0.780 / 0.907), so it was not "
+    "adopted. The names it still drops are certain in themselves (mean log-probability -0.1, "
+    "recurring 13-54 times) but written after garbled text the passage score punishes "
+    "(`Credit card: net pay for Jordan Ward`): a linear rule shared by every type cannot keep "
+    "those without keeping the tiny victims' garbled false values.",
 )
 
 
