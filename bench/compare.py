@@ -187,6 +187,14 @@ NOTES = """## How deep each method's removal is
 
 - What was tried on the way to `twinfit`'s defaults, on a victim no table here uses, and what
   each variant did: [twinfit.md](twinfit.md).
+- On the real model (SmolLM2-135M fine-tuned by `make-victim --base`, seed 0, 53 values,
+  [real_model.md](real_model.md), 2026-12-03): `twinfit` at the victim's own fine-tuning rate
+  (3e-4, 60 steps, 2 rewrites, every weight; `recipes/pretrained/twinfit.yaml`; one run) with
+  in-domain `--retain` text: ERR, constrained ERR, E-Hit, int4 ERR 0, gap +0.42 bits among 128
+  candidates, rank-1 1 of 53, MIA AUC 0.59, held-out ppl -29%; after the relearning grid (8
+  fine-tunes) ERR 0 and gap +0.17. `ga --retain` on the same victim reached ERR 0 and +0.63 but
+  gave 13 values back to 20 full steps on same-format fake records (+2.21 bits). Not run: the
+  data-free `twinfit` on the real model, its three seeds and the held-out-template victim.
 """
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("ERR", "{:.3f}"),
