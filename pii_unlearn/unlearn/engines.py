@@ -38,10 +38,15 @@ def _kind(accelerator: Any) -> str:
     return str(getattr(getattr(accelerator, "distributed_type", None), "value", "")).upper()
 
 
+def _zero_stage(accelerator: Any) -> int | None:
+    """The DeepSpeed ZeRO stage the loop runs under; None without DeepSpeed."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return None if plugin is None else getattr(plugin, "zero_stage", None)
+
+
 def zero3(accelerator: Any) -> bool:
     """Whether the loop runs under DeepSpeed ZeRO stage 3."""
-    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    return plugin is not None and getattr(plugin, "zero_stage", None) == 3
+    return _zero_stage(accelerator) == 3
 
 
 def check_engine(accelerator: Any) -> None:
@@ -64,10 +69,11 @@ def check_engine(accelerator: Any) -> None:
     if kind != "DEEPSPEED":
         return
     plugin = accelerator.state.deepspeed_plugin
-    if getattr(plugin, "zero_stage", None) != 3:
+    stage = _zero_stage(accelerator)
+    if stage != 3:
         raise InputError(
             f"unlearn runs under DeepSpeed ZeRO stage 3 only (zero_stage: 3, as in "
-            f"recipes/accelerate/deepspeed.yaml), not stage {getattr(plugin, 'zero_stage', None)}; "
+            f"recipes/accelerate/deepspeed.yaml), not stage {stage}; "
             "for stages 1 and 2 launch with DDP (recipes/accelerate/ddp.yaml)"
         )
     config = plugin.deepspeed_config or {}
