@@ -64,14 +64,24 @@ def greedy_hits(
     batch_size: int = 32,
     slack_tokens: int = 2,
     progress: Callable[[int], None] | None = None,
+    full_text: bool = True,
 ) -> list[tuple[bool, str]]:
     """For each target: whether greedy decoding from its prefix starts with it, and the text.
 
-    ``progress`` is called with the number of targets done after each batch.
+    With ``full_text`` off, only the verdicts are wanted: a row stops decoding as soon as
+    it is decided (its text already starts with the target, or has left it), and its text
+    ends there. The verdicts are the same; a batch whose rows all leave their targets in
+    the first tokens (a model that has forgotten them) costs a few decoding steps, not
+    the longest target's length. ``progress`` is called with the number of targets done
+    after each batch.
     """
     if not targets:
         return []
     max_len = max(len(tokenizer(t.target, add_special_tokens=False)["input_ids"]) for t in targets)
+
+    def decided(i: int, text: str) -> bool:
+        return text.startswith(targets[i].target) or not targets[i].target.startswith(text)
+
     outs = generate(
         model,
         tokenizer,
@@ -79,6 +89,7 @@ def greedy_hits(
         max_new_tokens=max_len + slack_tokens,
         batch_size=batch_size,
         progress=progress,
+        settled=None if full_text else decided,
     )
     return [(o[0].startswith(t.target), o[0]) for t, o in zip(targets, outs, strict=True)]
 

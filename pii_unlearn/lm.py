@@ -79,6 +79,29 @@ def model_device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
+class _Settled:
+    """A ``generate`` stopping criterion: rows whose continuation so far ``settled`` says is decided.
+
+    ``transformers`` pads a stopped row from then on and ends the batch once all have
+    stopped. A continuation that ends inside a multi-byte character (decoded as U+FFFD)
+    is never asked about: its next token may complete it.
+    """
+
+    def __init__(
+        self, tokenizer: Any, start: int, first: int, per_prompt: int, settled: Callable[[int, str], bool]
+    ) -> None:
+        self.tokenizer, self.start, self.first, self.per_prompt = tokenizer, start, first, per_prompt
+        self.settled = settled
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
+        done = [
+            not text.endswith("\ufffd") and self.settled(self.first + row // self.per_prompt, text)
+            for row, text in enumerate(texts)
+        ]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -93,12 +116,15 @@ def generate(
     num_return_sequences: int = 1,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    settled: Callable[[int, str], bool] | None = None,
 ) -> list[list[str]]:
     """Continuations of each prompt (``num_return_sequences`` per prompt), decoded.
 
     Greedy unless ``do_sample``; sampling is seeded per batch so results do not
     depend on what ran before. ``progress`` is called with the number of prompts
-    done after each batch.
+    done after each batch. ``settled(i, text)``, when given, is asked after each new
+    token with prompt ``i``'s continuation so far: a row it answers True for stops
+    there (its text ends at that point), and a batch stops once every row has.
     """
     device = model_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos_id(tokenizer) or 0
@@ -112,6 +138,11 @@ def generate(
             "do_sample": do_sample,
             "num_return_sequences": num_return_sequences,
         }
+        if settled is not None:
+            first = b * batch_size
+            kwargs["stopping_criteria"] = [
+                _Settled(tokenizer, ids.shape[1], first, num_return_sequences, settled)
+            ]
         if do_sample:
             torch.manual_seed(seed * 100_003 + b)
             kwargs.update(top_k=top_k, temperature=temperature)

@@ -450,7 +450,7 @@ def conditioned_err(model: Any, tokenizer: Any, records: list[Record]) -> tuple[
     from pii_unlearn.extraction import extraction_targets, greedy_hits
 
     targets = [t for t in extraction_targets(records) if t.conditioned]
-    hits = greedy_hits(model, tokenizer, targets, batch_size=64)
+    hits = greedy_hits(model, tokenizer, targets, batch_size=64, full_text=False)
     return (sum(h for h, _ in hits) / len(hits) if hits else 0.0), len(targets)
 
 

@@ -231,7 +231,7 @@ def run_loop(
         ppl = kept_perplexity(unwrapped, guard_examples, pad, dev)
         err = None
         if forget_targets:
-            hits = greedy_hits(unwrapped, tokenizer, forget_targets)
+            hits = greedy_hits(unwrapped, tokenizer, forget_targets, full_text=False)
             err = sum(h for h, _ in hits) / len(hits)
         unwrapped.train()
         inc = 100.0 * (ppl / base_ppl - 1.0) if base_ppl and math.isfinite(base_ppl) else 0.0
