@@ -244,7 +244,7 @@ with torch.no_grad():
 worst = float((got - want).abs().max())
 if isinstance(weights, Fsdp2Weights):
     # resharded first: FSDP2 keeps the root's weights gathered after a forward, until the next
-    held = sum(p.to_local().numel() for p in weights._params(reference).values())
+    held = sum(p.to_local().numel() for p in weights.parameters(reference).values())
 else:  # after the forward ZeRO-3 has released every gathered weight: what is left is the partition
     held = sum(p.data.numel() + p.ds_tensor.numel() for p in reference.module.parameters())
 whole = sum(p.numel() for p in model.parameters())

@@ -129,16 +129,17 @@ class Weights:
         if self.sharded:
             self.plain = copy.deepcopy(model).to("cpu")
 
-    def _params(self, model: Any) -> dict[str, Any]:
+    def parameters(self, model: Any) -> dict[str, Any]:
+        """``model``'s parameters by name, as this engine lets them be read and written."""
         return dict(model.named_parameters())
 
     def snapshot(self, model: Any) -> dict[str, Any]:
         """A copy of the trainable weights, to :meth:`restore` later."""
-        return {n: p.detach().clone() for n, p in self._params(model).items() if p.requires_grad}
+        return {n: p.detach().clone() for n, p in self.parameters(model).items() if p.requires_grad}
 
     def restore(self, model: Any, state: dict[str, Any]) -> None:
         """Write a :meth:`snapshot` back into ``model``."""
-        params = self._params(model)
+        params = self.parameters(model)
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
@@ -163,7 +164,7 @@ class Fsdp2Weights(Weights):
 
     sharded = True
 
-    def _params(self, model: Any) -> dict[str, Any]:
+    def parameters(self, model: Any) -> dict[str, Any]:
         from torch.distributed.fsdp import FSDPModule
 
         for module in model.modules():
