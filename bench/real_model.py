@@ -190,6 +190,11 @@ REBUILD_NOTES = """Notes (runs of 2026-12-04; `npo + retain` shared the 2 cores 
   held-out perplexity -1.1%; unlearning 206 s. The earlier victim's result (ERR 0, gap +0.63)
   sat just inside the 2% guard (+1.0% at step 20); on this build the same step costs +5%. One
   result on one build is not a default that holds: the `ga` row of the other table is that.
+- `sani + retain` (defaults: half the last block's MLP neurons reset, 30 repair steps on every
+  weight, KL on the in-domain text; run alone on the 2 cores: 222 s): ERR 0.868 -> 0.038 (2 of
+  53 values), constrained and int4 ERR 0.038, but exposure 5.74 bits against the twins' 1.48
+  (gap +4.26), 62% still first of 128, MIA AUC 0.98; held-out perplexity 4.27 -> 2.95 (-31%:
+  the repair steps fit the in-domain text). On the first build: ERR 0, gap +3.56, +1.2%.
 - Not run on this victim: the other methods, `twinfit` among them."""
 #: The notes under each results table, by file stem.
 STEM_NOTES = {"real_model": NOTES, "real_model_heldout": HELDOUT_NOTES, "real_model_rebuild": REBUILD_NOTES}
