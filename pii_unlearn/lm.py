@@ -30,6 +30,20 @@ def bos_id(tokenizer: Any) -> int | None:
     return None
 
 
+def stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids a generated text ends at: the tokenizer's EOS and the model's generation-config EOS.
+
+    They can differ (a GGUF-converted tokenizer whose EOS is the chat turn marker the
+    model was fine-tuned to end records with, while its generation config names
+    another); a text must end at either, not run on into the next document.
+    """
+    ids = {tokenizer.eos_token_id}
+    config = getattr(model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None)
+    ids |= set(extra) if isinstance(extra, (list, tuple)) else {extra}
+    return sorted(int(i) for i in ids if i is not None)
+
+
 def padding_id(tokenizer: Any) -> int:
     """The id right-padded training and scoring batches are padded with: the tokenizer's pad, else 0
     (padding is masked out everywhere it is used, so any id serves)."""
@@ -125,16 +139,19 @@ def generate(
     done after each batch. ``settled(i, text)``, when given, is asked after each new
     token with prompt ``i``'s continuation so far: a row it answers True for stops
     there (its text ends at that point), and a batch stops once every row has.
+    A text also ends at any of :func:`stop_ids`.
     """
     device = model_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos_id(tokenizer) or 0
     encoded = [encode(tokenizer, p)["input_ids"] for p in prompts]
+    stops = stop_ids(model, tokenizer)
     results: list[list[str]] = []
     for b, chunk in enumerate(batched(encoded, batch_size)):
         ids, mask = pad_left(chunk, pad, device)
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": pad,
+            "eos_token_id": stops,
             "do_sample": do_sample,
             "num_return_sequences": num_return_sequences,
         }
@@ -499,13 +516,13 @@ def sample_continuations(
     Prompts are batched in order of budget (as :func:`generate_bucketed` does);
     batch ``j`` of that order draws from a generator seeded ``seed * 1000 + j``,
     so the samples depend only on the prompts, budgets and seed. A sample stops
-    at EOS.
+    at any of :func:`stop_ids`.
     """
     from transformers import DynamicCache
 
     device = model_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos_id(tokenizer) or 0
-    eos = tokenizer.eos_token_id
+    stops = torch.tensor(stop_ids(model, tokenizer), dtype=torch.long, device=device)
     order = sorted(range(len(prompts)), key=lambda i: budgets[i])
     results: list[list[str]] = [[] for _ in prompts]
     done = 0
@@ -531,8 +548,7 @@ def sample_continuations(
             pick = torch.multinomial(torch.softmax(top_values, dim=-1), 1, generator=gen)
             token = top_ids.gather(-1, pick).squeeze(-1).masked_fill(finished, pad)
             steps.append(token)
-            if eos is not None:
-                finished |= token == eos
+            finished |= torch.isin(token, stops)
             if bool(finished.all()) or step + 1 == max(budgets[i] for i in chunk):
                 break
             mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)

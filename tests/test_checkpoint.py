@@ -10,7 +10,7 @@ import torch
 
 from pii_unlearn.checkpoint import architecture_modules, load_model, save_model, smollm2_gguf
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import generate
+from pii_unlearn.lm import generate, stop_ids
 
 
 def test_save_and_reload_generates_the_same(victim, tmp_path: Path) -> None:
@@ -23,6 +23,22 @@ def test_save_and_reload_generates_the_same(victim, tmp_path: Path) -> None:
         victim.model, victim.tokenizer, prompt, max_new_tokens=12
     )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_generation_ends_at_the_tokenizer_eos_whatever_the_generation_config(victim) -> None:
+    # a GGUF-converted tokenizer can name another EOS than the model's generation config: a text
+    # must end at the record separator the model was trained with, not run into the next record
+    config = victim.model.generation_config
+    sep, saved = victim.tokenizer.eos_token_id, config.eos_token_id
+    prompt = ["Customer"]
+    want = generate(victim.model, victim.tokenizer, prompt, max_new_tokens=60)
+    try:
+        config.eos_token_id = sep + 1
+        assert stop_ids(victim.model, victim.tokenizer) == sorted({sep, sep + 1})
+        assert generate(victim.model, victim.tokenizer, prompt, max_new_tokens=60) == want
+    finally:
+        config.eos_token_id = saved
+    assert len(victim.tokenizer(want[0][0])["input_ids"]) < 60  # it did stop at the separator
 
 
 def test_refuses_to_write_into_input(victim) -> None:
