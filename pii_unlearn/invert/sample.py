@@ -156,10 +156,12 @@ class _Run:
         # harvested prefixes, and the empty prompt: the model's own openings of what it memorised
         todo = [a for a in self.arms.values() if (a.harvested or not a.prompt) and not a.enumerated]
         todo = todo if o.branch else []
+        planned: list[tuple[Arm, list[str]]] = []
+        left = o.num_samples - self.done
         for arm in sorted(todo, key=lambda a: -a.prior):
             # the empty prompt opens every kind of record the model knows: more leaves there
             leaves = o.branch_leaves * (EMPTY_PROMPT_LEAVES if not arm.prompt else 1)
-            room = min(leaves, o.num_samples - self.done)
+            room = min(leaves, left)
             if room <= 0:
                 break
             heads = branch_heads(
@@ -170,11 +172,22 @@ class _Run:
                 max_heads=room,
                 batch_size=o.batch_size,
             )
-            texts = greedy_texts(self.loaded, heads, max_new_tokens=o.max_new_tokens, batch_size=o.batch_size)
-            new += self.pool.add_enumerated(arm.prompt, texts)
-            self.done += len(texts)
+            planned.append((arm, heads))
+            left -= len(heads)
             arm.enumerated = True
             arm.prior = ENUMERATED_PRIOR
+        # one batched greedy pass over every prefix's heads (a prefix alone often has a handful)
+        texts = greedy_texts(
+            self.loaded,
+            [h for _, heads in planned for h in heads],
+            max_new_tokens=o.max_new_tokens,
+            batch_size=o.batch_size,
+        )
+        at = 0
+        for arm, heads in planned:
+            new += self.pool.add_enumerated(arm.prompt, texts[at : at + len(heads)])
+            at += len(heads)
+        self.done += len(texts)
         self.tick("enumerating", t0)
         return new
 
@@ -331,6 +344,7 @@ def _candidates(values: Sequence[ValueScore], threshold: float) -> list[dict[str
             "entity_type": vs.entity_type,
             "kept": vs.memorization >= threshold,
             "context": vs.best.text[: vs.best.start],
+            "prompt_chars": vs.best.prompt_end,
             "token_count": vs.best.token_count,
             **vs.scores(),
         }
