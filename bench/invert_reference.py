@@ -89,8 +89,14 @@ def candidates(victim: Path, reference: Path, cache: Path) -> dict[str, Any]:
         texts = [c["context"] + c["value"] for c in todo]
         scored = text_token_logprobs(base.model, base.tokenizer, texts, batch_size=32)
         for c, (logprobs, offsets) in zip(todo, scored, strict=True):
+            start_at = len(c["context"])
             ref = score_span(
-                logprobs, offsets, len(c["context"]), len(c["context"]) + len(c["value"]), DEFAULT_MIN_K
+                logprobs,
+                offsets,
+                start_at,
+                start_at + len(c["value"]),
+                DEFAULT_MIN_K,
+                c.get("prompt_chars", 0),
             )
             c.update({gain: c[name] - ref[name] for gain, name in GAINS.items()})
         found["timings"]["reference"] = round(time.perf_counter() - start, 1)

@@ -71,6 +71,21 @@ def test_score_span_uses_overlapping_tokens() -> None:
     assert math.isclose(two["mean_logprob"], -0.15) and two["tail_min_k"] == -0.2
 
 
+def test_passage_score_leaves_the_prompt_out() -> None:
+    # "Record for Ann Lee": the opener's tokens are ours, however unlikely the model finds them
+    offsets = [(0, 6), (6, 10), (10, 14), (14, 18)]
+    logprobs = [-12.0, -9.0, -1.5, -0.1]
+    whole = score_span(logprobs, offsets, 11, 18, 1.0)
+    written = score_span(logprobs, offsets, 11, 18, 1.0, prompt_end=11)
+    assert math.isclose(whole["context_min_k"], sum(logprobs) / 4)
+    # " Ann" straddles the prompt's end (its space was the prompt's): it counts as written
+    assert math.isclose(written["context_min_k"], -0.8)
+    assert written["mean_logprob"] == whole["mean_logprob"]
+    # a value inside the prompt still gets its own tokens as the passage
+    inside = score_span(logprobs, offsets, 0, 6, 1.0, prompt_end=11)
+    assert inside["context_min_k"] == -12.0
+
+
 def test_memorization_is_a_monotone_probability() -> None:
     base = {"mean_logprob": -0.5, "min_k_logprob": -1.0, "context_min_k": -1.0, "tail_min_k": -0.1}
     low = memorization({**base, "tail_min_k": -4.0, "recurrence": 1})

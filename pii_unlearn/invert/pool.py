@@ -103,6 +103,12 @@ class Pool:
         return min(occs, key=lambda o: o.start) if occs else None
 
 
+def prompt_chars(pool: Pool, i: int) -> int:
+    """How many leading characters of text ``i`` are its prompt (text the model did not write)."""
+    prompt = pool.prompt_of[i]
+    return len(prompt) if pool.texts[i].startswith(prompt) else 0
+
+
 def detect_occurrences(detector: Any, pool: Pool, new: Sequence[int]) -> list[Occurrence]:
     """Detected PII occurrences in the pool's texts ``new`` (not yet scored)."""
     if not new:
@@ -116,6 +122,7 @@ def detect_occurrences(detector: Any, pool: Pool, new: Sequence[int]) -> list[Oc
             end=s.end,
             entity_type=s.entity_type,
             detector_score=float(s.score),
+            prompt_end=prompt_chars(pool, i),
         )
         for i, found in zip(new, spans, strict=True)
         for s in found

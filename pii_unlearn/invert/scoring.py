@@ -7,8 +7,10 @@ overlap its span, as in the token masks. Per occurrence of a value:
 * ``mean_logprob``: mean log-probability of the value's tokens given the text before;
 * ``min_k_logprob``: Min-K% probability, the mean of the lowest ``k`` share of
   the value's token log-probabilities (at least one token);
-* ``context_min_k``: Min-K% over every token of the text up to the value's end, a
-  membership score of the whole passage (garbled context scores low);
+* ``context_min_k``: Min-K% over every token the model wrote up to the value's end,
+  a membership score of the passage (garbled context scores low); the prompt's
+  tokens are left out: the model did not choose them (an opener it would never
+  write itself, "Record for", says nothing about what follows);
 * ``tail_min_k``: Min-K% over the value's tokens after its first: the first token
   of a value often starts a choice among many memorised values (which person),
   the rest is determined if the value is memorised (0.0 for one-token values);
@@ -56,14 +58,15 @@ FEATURES: tuple[str, ...] = ("mean_logprob", "min_k_logprob", "context_min_k", "
 #: 2.715 / 1.074): not a fixed point, and not measured. On a SmolLM2-135M
 #: victim never fitted on or looked at (seed 2, held-out templates) recall 0.680 -> 0.760 at
 #: precision 0.829 -> 0.884; on the tiny seed-0 victim recall 0.901 -> 0.864 (``bench/invert.md``,
-#: ``bench/invert_reference.md``).
+#: ``bench/invert_reference.md``). Refitted on 2026-12-04 (same victim, same search) when the
+#: passage score stopped reading the prompt's tokens (3.419 / 0.881 / 3.585 / 0.901 before).
 CALIBRATION: dict[str, float] = {
-    "bias": 3.419,
+    "bias": 3.76,
     "mean_logprob": 0.0,
     "min_k_logprob": 0.0,
-    "context_min_k": 0.881,
-    "tail_min_k": 3.585,
-    "recurrence": 0.901,
+    "context_min_k": 0.844,
+    "tail_min_k": 3.859,
+    "recurrence": 0.687,
 }
 
 
@@ -84,6 +87,8 @@ class Occurrence:
     context_min_k: float = float("-inf")
     tail_min_k: float = float("-inf")
     token_count: int = 0
+    #: Characters of ``text`` that were the prompt (not written by the model).
+    prompt_end: int = 0
 
     def __post_init__(self) -> None:
         if not self.value:
@@ -120,21 +125,29 @@ class ValueScore:
 
 
 def score_span(
-    logprobs: Sequence[float], offsets: Sequence[tuple[int, int]], start: int, end: int, k: float
+    logprobs: Sequence[float],
+    offsets: Sequence[tuple[int, int]],
+    start: int,
+    end: int,
+    k: float,
+    prompt_end: int = 0,
 ) -> dict[str, float]:
     """The scores of the span ``[start, end)`` of a scored text (see the module docstring).
 
-    ``logprobs[i]`` is the log-probability of the token with offsets ``offsets[i]``.
+    ``logprobs[i]`` is the log-probability of the token with offsets ``offsets[i]``;
+    the text's first ``prompt_end`` characters were the prompt: the passage score
+    reads the tokens after them (a token that straddles the end counts as written).
     """
     idx = overlapping_tokens(offsets, start, end)
     if not idx:
         inf = float("-inf")
         return {"mean_logprob": inf, "min_k_logprob": inf, "context_min_k": inf, "tail_min_k": inf}
     values = [logprobs[i] for i in idx]
+    written = next((i for i, (_, e) in enumerate(offsets) if e > prompt_end), idx[0])
     return {
         "mean_logprob": sum(values) / len(values),
         "min_k_logprob": min_k_mean(values, k),
-        "context_min_k": min_k_mean(logprobs[: idx[-1] + 1], k),
+        "context_min_k": min_k_mean(logprobs[min(written, idx[0]) : idx[-1] + 1], k),
         "tail_min_k": min_k_mean(values[1:], k) if len(values) > 1 else 0.0,
         "token_count": len(values),
     }
@@ -157,7 +170,7 @@ def score_occurrences(
     )
     for occ in occurrences:
         logprobs, offsets = scored[occ.text]
-        found = score_span(logprobs, offsets, occ.start, occ.end, k)
+        found = score_span(logprobs, offsets, occ.start, occ.end, k, occ.prompt_end)
         occ.mean_logprob = found["mean_logprob"]
         occ.min_k_logprob = found["min_k_logprob"]
         occ.context_min_k = found["context_min_k"]
