@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
+
+import torch
 
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.invert.base import Progress
-from pii_unlearn.lm import generate, next_token_logprobs
+from pii_unlearn.lm import batched, encode, generate, model_device
 
 #: Enumeration stops branching where the most likely next token is at least this likely...
 BRANCH_CONFIDENT = 0.9
@@ -74,6 +77,7 @@ def greedy_texts(
     return out
 
 
+@torch.no_grad()
 def branch_heads(
     loaded: LoadedModel,
     prefix: str,
@@ -92,32 +96,73 @@ def branch_heads(
     values a model has memorised after a context (the ~10 customers after
     ``Customer``), where sampling would need many draws to see each once. At most
     ``max_heads`` heads, the most likely first.
+
+    The prefix is run once; each level feeds only its branches' newest tokens
+    against the prefix's key/value cache, copied per branch (``batch_size``
+    branches per forward pass).
     """
-    tokenizer = loaded.tokenizer
+    model, tokenizer = loaded.model, loaded.tokenizer
     special = set(tokenizer.all_special_ids)
-    frontier: list[tuple[str, float]] = [(prefix, 0.0)]
+    device = model_device(model)
+    base = encode(tokenizer, prefix)["input_ids"]
+    if not base:
+        return []
+    shown_ids = [t for t in base if t not in special]
+    shown = tokenizer.decode(shown_ids)
+    out = model(input_ids=torch.tensor([base], device=device), use_cache=True)
+    caches, logits = [out.past_key_values], out.logits[:, -1].float()
+    # a branch: (cache chunk, row in it, tokens after the prefix, their text, log-probability)
+    frontier: list[tuple[int, int, list[int], str, float]] = [(0, 0, [], "", 0.0)]
     leaves: list[tuple[str, float]] = []
     for level in range(depth):
-        if not frontier:
-            break
-        dists = next_token_logprobs(loaded.model, tokenizer, [h for h, _ in frontier], batch_size=batch_size)
-        grown: list[tuple[str, float]] = []
-        for (head, logp), row in zip(frontier, dists, strict=True):
-            top_lp, top_ids = row.topk(min(BRANCH_WIDTH, row.shape[-1]))
+        logprobs = torch.log_softmax(logits, dim=-1)
+        grown: list[tuple[int, int, list[int], str, float]] = []
+        for n, (_, _, path, text, logp) in enumerate(frontier):
+            top_lp, top_ids = logprobs[n].topk(min(BRANCH_WIDTH, logprobs.shape[-1]))
             if level > 0 and float(top_lp[0].exp()) >= BRANCH_CONFIDENT:
-                leaves.append((head, logp))
+                leaves.append((text, logp))
                 continue
-            base = tokenizer(head, add_special_tokens=False)["input_ids"]
-            shown = tokenizer.decode(base)
             for lp, tid in zip(top_lp.tolist(), top_ids.tolist(), strict=True):
                 if lp < math.log(min_prob) or tid in special:
                     continue
                 # Decode in context: SentencePiece tokenizers drop a lone token's leading space.
-                full = tokenizer.decode([*base, tid])
-                piece = full[len(shown) :] if full.startswith(shown) else tokenizer.decode([tid])
+                full = tokenizer.decode([*shown_ids, *path, tid])
+                piece = full[len(shown) :] if full.startswith(shown) else tokenizer.decode([*path, tid])
                 if piece and "\ufffd" not in piece:
-                    grown.append((head + piece, logp + lp))
+                    grown.append((n, 0, [*path, tid], piece, logp + lp))
         room = max(0, max_heads - len(leaves))
-        frontier = sorted(grown, key=lambda h: -h[1])[:room]
-    leaves.extend(frontier)
-    return [h for h, _ in sorted(leaves, key=lambda h: -h[1])[:max_heads]]
+        grown = sorted(grown, key=lambda g: -g[4])[:room]
+        if level + 1 == depth or not grown:
+            frontier = grown
+            break
+        # one more token per branch: copy each parent's cache row, feed the branch's newest token
+        rows = [(frontier[g[0]][0], frontier[g[0]][1]) for g in grown]
+        new_caches, new_logits = [], []
+        frontier = []
+        for c, chunk in enumerate(batched(list(range(len(grown))), batch_size)):
+            cache = _select_rows(caches, [rows[i] for i in chunk], device)
+            ids = torch.tensor([[grown[i][2][-1]] for i in chunk], device=device)
+            step = model(input_ids=ids, past_key_values=cache, use_cache=True)
+            new_caches.append(step.past_key_values)
+            new_logits.append(step.logits[:, -1].float())
+            frontier += [(c, r, *grown[i][2:]) for r, i in enumerate(chunk)]
+        caches, logits = new_caches, torch.cat(new_logits)
+    leaves.extend((text, logp) for *_, text, logp in frontier)
+    return [prefix + text for text, _ in sorted(leaves, key=lambda h: -h[1])[:max_heads]]
+
+
+def _select_rows(caches: Sequence[Any], rows: Sequence[tuple[int, int]], device: Any) -> Any:
+    """A key/value cache of the given ``(chunk, row)`` rows of several caches of equal length."""
+    from transformers import DynamicCache
+
+    legacy = [c.to_legacy_cache() for c in caches]
+    offsets = [0]
+    for layers in legacy[:-1]:
+        offsets.append(offsets[-1] + layers[0][0].shape[0])
+    index = torch.tensor([offsets[c] + r for c, r in rows], device=device)
+    picked = []
+    for layer in range(len(legacy[0])):
+        keys = torch.cat([layers[layer][0] for layers in legacy]).index_select(0, index)
+        values = torch.cat([layers[layer][1] for layers in legacy]).index_select(0, index)
+        picked.append((keys, values))
+    return DynamicCache(picked)
