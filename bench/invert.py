@@ -13,8 +13,11 @@ victim's ``planted.jsonl`` (which only this benchmark reads):
 
 ``--calibrate`` instead fits the memorisation confidence's logistic weights
 (:data:`pii_unlearn.invert.scoring.CALIBRATION`) on a victim built with another seed
-(1): candidate values labelled by whether they are planted exactly (values that are
-only part of a planted value are left out of the fit).
+(1), and on the victims given with ``--calibrate-with`` (the shipped weights: also a
+SmolLM2-135M ``make-victim --base`` victim, seed 1, train templates), each weighing the
+same: candidate values labelled by whether they are planted exactly (values that are
+only part of a planted value are left out of the fit). No held-out template and no
+reported seed is in the fit.
 
 Run: ``.venv/bin/python bench/invert.py [--victim DIR]`` (writes ``bench/invert.md``;
 a few minutes on 2 cores).
@@ -129,28 +132,48 @@ def run_cli(victim: Path, out: Path, strategy: str, seed: int, extra: tuple[str,
     return time.perf_counter() - start
 
 
-def calibrate(workdir: Path) -> None:
-    """Fit the logistic calibration on a seed-1 victim and print it."""
+def calibration_candidates(victim: Path, cache: Path) -> list[dict[str, Any]]:
+    """Every value one default ``invert`` search finds on ``victim`` (cached in ``cache``)."""
+    from pii_unlearn.checkpoint import load_model
+    from pii_unlearn.invert import run_inversion
+
+    if cache.exists():
+        return json.loads(cache.read_text())
+    res = run_inversion(load_model(victim, device="cpu"), seed=0)  # the default search
+    cache.write_text(json.dumps(res.candidates))
+    return res.candidates
+
+
+def calibrate(workdir: Path, extra: list[Path]) -> None:
+    """Fit the logistic calibration on the seed-1 demo victim and the ``extra`` victims; print it.
+
+    Each victim weighs the same in the fit, however many candidates its search found: the
+    weights must serve a 1M-parameter model trained from scratch and a fine-tuned pretrained
+    one alike (their log-probability scales and base rates of wrong values differ).
+    """
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from pii_unlearn.checkpoint import load_model
-    from pii_unlearn.invert import run_inversion
     from pii_unlearn.invert.scoring import recurrence_input
 
     victim = workdir / "victim-seed1"
     if not (victim / "config.json").exists():
         build_victim(victim, VictimConfig(seed=1))
-    planted = planted_values(read_records(victim / PLANTED_FILE))
-    res = run_inversion(load_model(victim, device="cpu"), seed=0)  # the default search
     names = ["context_min_k", "tail_min_k"]
-    rows, labels = [], []
-    for c, exact in labelled(res.candidates, planted):
-        rows.append([c[n] for n in names] + [recurrence_input(c["recurrence"])])
-        labels.append(exact)
-    model = LogisticRegression(C=1.0, max_iter=2000).fit(np.array(rows), np.array(labels))
-    weights = dict(zip([*names, "recurrence"], (round(float(w), 3) for w in model.coef_[0]), strict=True))
-    print(json.dumps({"bias": round(float(model.intercept_[0]), 3), **weights}, indent=2))
+    rows, labels, weights = [], [], []
+    for v in [victim, *extra]:
+        planted = planted_values(read_records(v / PLANTED_FILE))
+        cache = workdir / f"calibration-candidates-{v.name}.json"
+        found = labelled(calibration_candidates(v, cache), planted)
+        for c, exact in found:
+            rows.append([c[n] for n in names] + [recurrence_input(c["recurrence"])])
+            labels.append(exact)
+            weights.append(1.0 / len(found))
+        print(f"{v}: {len(found)} candidates, {sum(e for _, e in found)} planted", flush=True)
+    model = LogisticRegression(C=1.0, max_iter=2000)
+    model.fit(np.array(rows), np.array(labels), sample_weight=np.array(weights) * len(rows))
+    fitted = dict(zip([*names, "recurrence"], (round(float(w), 3) for w in model.coef_[0]), strict=True))
+    print(json.dumps({"bias": round(float(model.intercept_[0]), 3), **fitted}, indent=2))
 
 
 #: Victims: (seed, template set). Seed 0 with the train templates is the demo's; the held-out
@@ -165,6 +188,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pii-unlearn-bench")
     parser.add_argument("--calibrate", action="store_true", help="Fit the memorisation calibration instead.")
     parser.add_argument(
+        "--calibrate-with",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="VICTIM",
+        help="with --calibrate: more fitting victims (e.g. a SmolLM2 `make-victim --base` victim, "
+        "seed 1, train templates)",
+    )
+    parser.add_argument(
         "--existing",
         nargs=3,
         action="append",
@@ -176,7 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.calibrate:
-        calibrate(args.workdir)
+        calibrate(args.workdir, args.calibrate_with)
         return
     load = os.getloadavg()
     results = []

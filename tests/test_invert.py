@@ -65,7 +65,7 @@ def test_score_span_uses_overlapping_tokens() -> None:
     logprobs = [0.0, -2.0, -0.5]
     got = score_span(logprobs, offsets, 3, 5, 0.2)
     assert got["mean_logprob"] == -2.0 and got["min_k_logprob"] == -2.0
-    assert got["tail_min_k"] == 0.0  # a one-token value has no tail
+    assert got["tail_min_k"] == -2.0  # a one-token value has no tail: its one token is the evidence
     assert got["context_min_k"] == -2.0
     two = score_span([-3.0, -0.1, -0.2], [(0, 3), (3, 6), (6, 9)], 3, 9, 0.5)
     assert math.isclose(two["mean_logprob"], -0.15) and two["tail_min_k"] == -0.2
@@ -201,7 +201,7 @@ def test_sample_strategy_records(sampled: Any, victim: Any) -> None:
     # default's recall on victims with held-out templates.
     planted = {r.span_text(s) for r in read_records(Path(victim.source) / PLANTED_FILE) for s in r.spans}
     found = {v for v, _ in values}
-    assert len(found & planted) >= 0.5 * len(planted)
+    assert len(found & planted) >= 0.5 * len(planted), (len(found & planted), len(planted), len(found))
 
 
 def test_sample_strategy_is_deterministic(sampled: Any, victim: Any, detector: Detector) -> None:

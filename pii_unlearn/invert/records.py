@@ -1,6 +1,7 @@
 """Record assembly for the ``sample`` strategy: one record per kept text of the pool.
 
-Each value whose memorisation confidence reaches the threshold is carried by the
+Each kept value (memorisation confidence at the threshold or above, not a variant of a
+more confident value: :func:`pii_unlearn.invert.scoring.kept_values`) is carried by the
 one text where it scored best (:func:`pii_unlearn.invert.scoring.select_samples`);
 that text's record holds its memorised spans with their scores, the other PII
 detected in it as ``unconfirmed_spans``, the token mask and the prompt behind it.
@@ -14,7 +15,7 @@ from typing import Any
 from pii_unlearn.artifacts import Record, Span
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.invert.pool import Pool
-from pii_unlearn.invert.scoring import ValueScore, select_samples
+from pii_unlearn.invert.scoring import ValueScore, kept_values, select_samples
 from pii_unlearn.pii.masks import token_mask
 
 
@@ -27,7 +28,7 @@ def pool_records(
     loaded: LoadedModel, pool: Pool, values: Sequence[ValueScore], threshold: float, *, strategy: str
 ) -> list[Record]:
     """One record per kept text: memorised spans with scores, other detections, mask, prompt."""
-    kept = {(vs.value, vs.entity_type): vs for vs in values if vs.memorization >= threshold}
+    kept = {(vs.value, vs.entity_type): vs for vs in kept_values(values, threshold)}
     records: list[Record] = []
     for n, i in enumerate(select_samples(values, threshold)):
         text = pool.texts[i]

@@ -60,6 +60,7 @@ from pii_unlearn.invert.scoring import (
     DEFAULT_KEEP_THRESHOLD,
     ValueScore,
     group_by_value,
+    kept_values,
     score_occurrences,
 )
 
@@ -243,7 +244,7 @@ class _Run:
         refined = self.refine(new) if o.refine else []
         self.pool.refresh_sources()
         self.values = group_by_value(self.pool.occurrences, o.calibration)
-        self.memorised = {(vs.value, vs.entity_type) for vs in self.values if vs.memorization >= o.threshold}
+        self.memorised = {(vs.value, vs.entity_type) for vs in kept_values(self.values, o.threshold)}
         added = self.harvest() if o.harvest else 0
         recurrence = {(v.value, v.entity_type): v.recurrence for v in self.values}
         recount_arms(self.arms, self.pool, self.memorised, recurrence)
@@ -338,11 +339,12 @@ def sample_strategy(
 
 def _candidates(values: Sequence[ValueScore], threshold: float) -> list[dict[str, Any]]:
     """Every distinct value found, kept or not, with its context and scores."""
+    kept = {id(vs) for vs in kept_values(values, threshold)}
     return [
         {
             "value": vs.value,
             "entity_type": vs.entity_type,
-            "kept": vs.memorization >= threshold,
+            "kept": id(vs) in kept,
             "context": vs.best.text[: vs.best.start],
             "prompt_chars": vs.best.prompt_end,
             "token_count": vs.best.token_count,

@@ -13,7 +13,8 @@ overlap its span, as in the token masks. Per occurrence of a value:
   write itself, "Record for", says nothing about what follows);
 * ``tail_min_k``: Min-K% over the value's tokens after its first: the first token
   of a value often starts a choice among many memorised values (which person),
-  the rest is determined if the value is memorised (0.0 for one-token values);
+  the rest is determined if the value is memorised (a one-token value, all choice and no
+  tail, gets its one token's log-probability: nothing in it was determined);
 
 and per distinct value:
 
@@ -22,7 +23,8 @@ and per distinct value:
 Occurrences are grouped by value (:func:`group_by_value`); a value's scores are
 those of its best occurrence plus its recurrence. :func:`memorization` maps them
 onto a calibrated confidence in [0, 1] (a logistic model, :data:`CALIBRATION`),
-and values whose confidence reaches the threshold are kept.
+and values whose confidence reaches the threshold are kept, less the near-copies of
+a more confident value of the same type (:func:`kept_values`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ from pii_unlearn.extraction import DEFAULT_MIN_K, min_k_mean
 from pii_unlearn.lm import text_token_logprobs
 from pii_unlearn.pii.masks import overlapping_tokens
 
-#: A value is kept ("memorised") when its memorisation confidence reaches this. Chosen on the
-#: demo victim (train templates, seed 0) for precision >= 0.9 at 1024 samples (0.5: recall 0.925,
-#: precision 0.853; 0.7: 0.901 / 0.901); held-out-template victims were not looked at.
+#: A value is kept ("memorised") when its memorisation confidence reaches this (and it is not a
+#: variant of a more confident value, :func:`kept_values`). Chosen on the demo victim (train
+#: templates, seed 0) for precision >= 0.9 at 1024 samples in an earlier round (0.5: recall
+#: 0.925, precision 0.853; 0.7: 0.901 / 0.901); held-out-template victims were not looked at.
 DEFAULT_KEEP_THRESHOLD = 0.7
+#: A kept value this close (normalised edit distance) to a more confident one of the same type
+#: is taken for a corrupted copy of it and dropped (:func:`kept_values`).
+VARIANT_DISTANCE = 0.2
 #: Recurrence counts above this add no more confidence.
 RECURRENCE_CAP = 8
 
@@ -49,24 +55,21 @@ FEATURES: tuple[str, ...] = ("mean_logprob", "min_k_logprob", "context_min_k", "
 #: Logistic calibration of the memorisation confidence: ``sigmoid(bias + sum(w * feature))``
 #: over the :data:`FEATURES` and ``log2(min(recurrence, RECURRENCE_CAP))``.
 #: Fitted by ``bench/invert.py --calibrate`` on the candidates of a default run on a demo victim
-#: built with seed 1 (the benchmark uses seeds 0, 5 and 6). The mean and Min-K% of the value's
-#: tokens got no weight: given the passage and tail scores they added nothing (the first token
-#: of a memorised name is a choice among many). Refitted on 2026-12-03 on the candidates of a
-#: default search steered by the previous weights (bias 4.771, context 1.249, tail 2.627,
-#: recurrence 0.462; that fit had searched at threshold 0.3). The calibration steers the search,
-#: so ``--calibrate`` run today, searching with these weights, gives other ones (2.902 / 0.853 /
-#: 2.715 / 1.074): not a fixed point, and not measured. On a SmolLM2-135M
-#: victim never fitted on or looked at (seed 2, held-out templates) recall 0.680 -> 0.760 at
-#: precision 0.829 -> 0.884; on the tiny seed-0 victim recall 0.901 -> 0.864 (``bench/invert.md``,
-#: ``bench/invert_reference.md``). Refitted on 2026-12-04 (same victim, same search) when the
-#: passage score stopped reading the prompt's tokens (3.419 / 0.881 / 3.585 / 0.901 before).
+#: built with seed 1 (the benchmark reports on seeds 0, 5 and 6 and on SmolLM2 victims). The
+#: mean and Min-K% of the value's tokens got no weight: given the passage and tail scores they
+#: added nothing (the first token of a memorised name is a choice among many). Refitted on
+#: 2026-12-04, when the passage score stopped reading the prompt's tokens and a one-token
+#: value's tail became its token's log-probability, on the candidates of a default search
+#: steered by a first refit (3.109 / 0.806 / 3.834 / 0.911; this one moved little from it).
+#: A fit that also took in a SmolLM2 victim (``--calibrate-with``) was measured and not
+#: kept: see ``bench/invert.md``. History: 2026-12-03, 3.419 / 0.881 / 3.585 / 0.901.
 CALIBRATION: dict[str, float] = {
-    "bias": 3.76,
+    "bias": 3.105,
     "mean_logprob": 0.0,
     "min_k_logprob": 0.0,
-    "context_min_k": 0.844,
-    "tail_min_k": 3.859,
-    "recurrence": 0.687,
+    "context_min_k": 0.771,
+    "tail_min_k": 3.806,
+    "recurrence": 0.974,
 }
 
 
@@ -148,7 +151,7 @@ def score_span(
         "mean_logprob": sum(values) / len(values),
         "min_k_logprob": min_k_mean(values, k),
         "context_min_k": min_k_mean(logprobs[min(written, idx[0]) : idx[-1] + 1], k),
-        "tail_min_k": min_k_mean(values[1:], k) if len(values) > 1 else 0.0,
+        "tail_min_k": min_k_mean(values[1:] if len(values) > 1 else values, k),
         "token_count": len(values),
     }
 
@@ -229,10 +232,36 @@ def group_by_value(
     return out
 
 
-def select_samples(values: Sequence[ValueScore], threshold: float) -> list[int]:
-    """The texts to keep: the best occurrence's text of every memorised value, in order.
+def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueScore]:
+    """The values to keep, in their order: confidence at least ``threshold``, less the variants.
 
-    This de-duplicates by value: each memorised value is carried by the one text
+    A variant is a value within :data:`VARIANT_DISTANCE` (normalised edit distance) of a
+    more confident kept value of the same type: the model's memorised value with a digit
+    or two it got wrong in some context ("930-620-7542" beside "930-620-2786"), which
+    greedy decoding in that context then scores as confidently as the real one.
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    confident = sorted(
+        (i for i, vs in enumerate(values) if vs.memorization >= threshold),
+        key=lambda i: -values[i].memorization,
+    )
+    kept: list[int] = []
+    for i in confident:
+        vs = values[i]
+        if not any(
+            values[j].entity_type == vs.entity_type
+            and Levenshtein.normalized_distance(values[j].value, vs.value) <= VARIANT_DISTANCE
+            for j in kept
+        ):
+            kept.append(i)
+    return [values[i] for i in sorted(kept)]
+
+
+def select_samples(values: Sequence[ValueScore], threshold: float) -> list[int]:
+    """The texts to keep: the best occurrence's text of every kept value, in order.
+
+    This de-duplicates by value: each kept value is carried by the one text
     where it scored best (identical texts are one), not by every text it recurs in.
     """
-    return sorted({vs.best.sample for vs in values if vs.memorization >= threshold})
+    return sorted({vs.best.sample for vs in kept_values(values, threshold)})
