@@ -31,7 +31,9 @@ from pii_unlearn.invert.allocate import allocate, explore_per_prompt, explore_pl
 from pii_unlearn.invert.base import parse_prompt_lines
 from pii_unlearn.invert.scoring import (
     Occurrence,
+    ValueScore,
     group_by_value,
+    kept_values,
     memorization,
     score_occurrences,
     score_span,
@@ -84,6 +86,27 @@ def test_passage_score_leaves_the_prompt_out() -> None:
     # a value inside the prompt still gets its own tokens as the passage
     inside = score_span(logprobs, offsets, 0, 6, 1.0, prompt_end=11)
     assert inside["context_min_k"] == -12.0
+
+
+def test_kept_values_drop_near_copies_of_a_more_confident_value() -> None:
+    def value(text: str, etype: str, conf: float) -> ValueScore:
+        occ = Occurrence(0, text, 0, len(text), etype, 1.0)
+        return ValueScore(text, etype, occ, recurrence=1, memorization=conf)
+
+    values = [
+        value("930-620-7542", "PHONE_NUMBER", 0.90),  # a copy with four digits wrong: kept
+        value("930-620-2787", "PHONE_NUMBER", 0.92),  # one digit wrong: dropped
+        value("930-620-2786", "PHONE_NUMBER", 0.97),
+        value("930-620-2786", "US_SSN", 0.80),  # another type: its own value
+        value("930-620-2780", "PHONE_NUMBER", 0.40),  # not confident: not kept at all
+    ]
+    kept = kept_values(values, 0.7)
+    assert [(v.value, v.entity_type) for v in kept] == [
+        ("930-620-7542", "PHONE_NUMBER"),
+        ("930-620-2786", "PHONE_NUMBER"),
+        ("930-620-2786", "US_SSN"),
+    ]
+    assert select_samples(values, 0.7) == [0]
 
 
 def test_memorization_is_a_monotone_probability() -> None:
