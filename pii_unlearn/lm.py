@@ -473,28 +473,6 @@ def batch_threads(model: Any, threads: int | None = None) -> Iterator[int]:
 
 
 @torch.no_grad()
-def next_token_logprobs(
-    model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32
-) -> torch.Tensor:
-    """Log-probabilities of the token after each text (encoded with BOS first), one row per text.
-
-    Returns a ``[len(texts), vocab]`` float32 tensor on the CPU: the model's
-    next-token distribution at each text's last position.
-    """
-    device = model_device(model)
-    pad = padding_id(tokenizer)
-    encoded = [encode(tokenizer, t)["input_ids"] for t in texts]
-    rows: list[torch.Tensor] = []
-    for chunk in batched(encoded, batch_size):
-        ids, mask = pad_right(chunk, pad, device)
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        last = torch.tensor([len(seq) - 1 for seq in chunk], device=logits.device)
-        picked = logits[torch.arange(len(chunk), device=logits.device), last].float()
-        rows.append(torch.log_softmax(picked, dim=-1).cpu())
-    return torch.cat(rows) if rows else torch.empty(0)
-
-
-@torch.no_grad()
 def sample_continuations(
     model: Any,
     tokenizer: Any,
