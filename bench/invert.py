@@ -58,8 +58,9 @@ NOTES: tuple[str, ...] = (
     'values it decoded with, not the model\'s); see the README, "Why no logit inverter".',
     "- SmolLM2-135M victims (`make-victim --base`), all built on 2026-12-04 (a rebuild is not the "
     "same model as an earlier build of the same seed: library versions are resolved at install). "
-    "Seed 3 with the held-out templates is the report victim: built after every change below was "
-    "made and run once (`--existing`). Seed 1 with the held-out templates was used to find what "
+    "Seeds 3 and 2 with the held-out templates are the report victims: built after every change "
+    "below was made and run once each (`--existing`; the 12-03 builds of the same seeds, before the "
+    "changes: 0.700 / 0.700 and 0.760 / 0.884). Seed 1 with the held-out templates was used to find what "
     "went wrong (never fitted on: no weight or threshold was chosen on it), seed 0 with the train "
     "templates is `bench/real_model_rebuild.md`'s victim (looked at the same way). On seed 3, every "
     "wrong value is part of a planted value (2) or a planted value with a few characters wrong (13: "
