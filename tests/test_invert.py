@@ -106,7 +106,7 @@ def test_kept_values_drop_near_copies_of_a_more_confident_value() -> None:
         ("930-620-2786", "PHONE_NUMBER"),
         ("930-620-2786", "US_SSN"),
     ]
-    assert select_samples(values, 0.7) == [0]
+    assert select_samples(kept) == [0]
 
 
 def test_memorization_is_a_monotone_probability() -> None:
@@ -137,7 +137,7 @@ def test_group_by_value_dedupes_and_keeps_the_best_occurrence() -> None:
     assert values["Ann Lee"].best.sample == 1 and values["Ann Lee"].recurrence == 3
     assert values["Ann Lee"].memorization > 0.5 > values["Bo Yu"].memorization
     # Each kept value is carried by one text only: the one where it scored best.
-    assert select_samples(list(values.values()), 0.5) == [1]
+    assert select_samples(kept_values(list(values.values()), 0.5)) == [1]
 
 
 def test_memorised_value_outscores_a_swapped_fake(victim: Any, victim_dir: Path) -> None:

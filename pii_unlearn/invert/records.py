@@ -15,7 +15,7 @@ from typing import Any
 from pii_unlearn.artifacts import Record, Span
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.invert.pool import Pool
-from pii_unlearn.invert.scoring import ValueScore, kept_values, select_samples
+from pii_unlearn.invert.scoring import ValueScore, select_samples
 from pii_unlearn.pii.masks import token_mask
 
 
@@ -25,17 +25,20 @@ def mean_memorization(spans: Sequence[Span]) -> float:
 
 
 def pool_records(
-    loaded: LoadedModel, pool: Pool, values: Sequence[ValueScore], threshold: float, *, strategy: str
+    loaded: LoadedModel, pool: Pool, kept: Sequence[ValueScore], *, strategy: str
 ) -> list[Record]:
-    """One record per kept text: memorised spans with scores, other detections, mask, prompt."""
-    kept = {(vs.value, vs.entity_type): vs for vs in kept_values(values, threshold)}
+    """One record per kept text: memorised spans with scores, other detections, mask, prompt.
+
+    ``kept`` are the values to keep (:func:`pii_unlearn.invert.scoring.kept_values`).
+    """
+    by_key = {(vs.value, vs.entity_type): vs for vs in kept}
     records: list[Record] = []
-    for n, i in enumerate(select_samples(values, threshold)):
+    for n, i in enumerate(select_samples(kept)):
         text = pool.texts[i]
         spans: list[Span] = []
         other: list[dict[str, Any]] = []
         for occ in sorted(pool.by_text[i], key=lambda o: o.start):
-            vs = kept.get((occ.value, occ.entity_type))
+            vs = by_key.get((occ.value, occ.entity_type))
             base = {"start": occ.start, "end": occ.end, "entity_type": occ.entity_type}
             if vs is None:
                 other.append({**base, "score": round(occ.detector_score, 4)})

@@ -130,6 +130,7 @@ class _Run:
         self.arms = {p: Arm(p) for p in openers}
         self.done = 0
         self.values: list[ValueScore] = []
+        self.kept: list[ValueScore] = []
         self.memorised: set[tuple[str, str]] = set()
         self.rounds: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
@@ -244,7 +245,8 @@ class _Run:
         refined = self.refine(new) if o.refine else []
         self.pool.refresh_sources()
         self.values = group_by_value(self.pool.occurrences, o.calibration)
-        self.memorised = {(vs.value, vs.entity_type) for vs in kept_values(self.values, o.threshold)}
+        self.kept = kept_values(self.values, o.threshold)
+        self.memorised = {(vs.value, vs.entity_type) for vs in self.kept}
         added = self.harvest() if o.harvest else 0
         recurrence = {(v.value, v.entity_type): v.recurrence for v in self.values}
         recount_arms(self.arms, self.pool, self.memorised, recurrence)
@@ -301,7 +303,7 @@ def sample_strategy(
         round_no += 1
         if not drew:
             break
-    records = pool_records(loaded, run.pool, run.values, o.threshold, strategy=NAME)
+    records = pool_records(loaded, run.pool, run.kept, strategy=NAME)
     run.timings["total"] = round(time.perf_counter() - start, 3)
     summary = summarize(
         records,
@@ -333,18 +335,18 @@ def sample_strategy(
         summary=summary,
         settings=settings,
         timings=run.timings,
-        candidates=_candidates(run.values, o.threshold),
+        candidates=_candidates(run.values, run.kept),
     )
 
 
-def _candidates(values: Sequence[ValueScore], threshold: float) -> list[dict[str, Any]]:
-    """Every distinct value found, kept or not, with its context and scores."""
-    kept = {id(vs) for vs in kept_values(values, threshold)}
+def _candidates(values: Sequence[ValueScore], kept: Sequence[ValueScore]) -> list[dict[str, Any]]:
+    """Every distinct value found, kept or not (``kept``: :func:`kept_values`), with its scores."""
+    kept_ids = {id(vs) for vs in kept}
     return [
         {
             "value": vs.value,
             "entity_type": vs.entity_type,
-            "kept": id(vs) in kept,
+            "kept": id(vs) in kept_ids,
             "context": vs.best.text[: vs.best.start],
             "prompt_chars": vs.best.prompt_end,
             "token_count": vs.best.token_count,

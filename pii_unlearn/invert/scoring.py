@@ -237,7 +237,7 @@ def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueSco
 
     A variant is a value within :data:`VARIANT_DISTANCE` (normalised edit distance) of a
     more confident kept value of the same type: the model's memorised value with a digit
-    or two it got wrong in some context ("930-620-7542" beside "930-620-2786"), which
+    or two it got wrong in some context ("+1 207 500 2013" beside "+1 207 500 2010"), which
     greedy decoding in that context then scores as confidently as the real one.
     """
     from rapidfuzz.distance import Levenshtein
@@ -258,10 +258,11 @@ def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueSco
     return [values[i] for i in sorted(kept)]
 
 
-def select_samples(values: Sequence[ValueScore], threshold: float) -> list[int]:
-    """The texts to keep: the best occurrence's text of every kept value, in order.
+def select_samples(kept: Sequence[ValueScore]) -> list[int]:
+    """The texts to keep: the best occurrence's text of every kept value (:func:`kept_values`),
+    in order.
 
     This de-duplicates by value: each kept value is carried by the one text
     where it scored best (identical texts are one), not by every text it recurs in.
     """
-    return sorted({vs.best.sample for vs in kept_values(values, threshold)})
+    return sorted({vs.best.sample for vs in kept})
