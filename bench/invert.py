@@ -13,11 +13,11 @@ victim's ``planted.jsonl`` (which only this benchmark reads):
 
 ``--calibrate`` instead fits the memorisation confidence's logistic weights
 (:data:`pii_unlearn.invert.scoring.CALIBRATION`) on a victim built with another seed
-(1), and on the victims given with ``--calibrate-with`` (the shipped weights: also a
-SmolLM2-135M ``make-victim --base`` victim, seed 1, train templates), each weighing the
-same: candidate values labelled by whether they are planted exactly (values that are
-only part of a planted value are left out of the fit). No held-out template and no
-reported seed is in the fit.
+(1), and on the victims given with ``--calibrate-with`` (e.g. a SmolLM2-135M
+``make-victim --base`` victim, seed 1, train templates; measured and not shipped, see the
+notes), each weighing the same: candidate values labelled by whether they are planted
+exactly (values that are only part of a planted value are left out of the fit). No
+held-out template and no reported seed is in the fit.
 
 Run: ``.venv/bin/python bench/invert.py [--victim DIR]`` (writes ``bench/invert.md``;
 a few minutes on 2 cores).
@@ -26,6 +26,7 @@ a few minutes on 2 cores).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -179,7 +180,7 @@ def calibrate(workdir: Path, extra: list[Path]) -> None:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from pii_unlearn.invert.scoring import recurrence_input
+    from pii_unlearn.invert.scoring import CALIBRATION, recurrence_input
 
     victim = workdir / "victim-seed1"
     if not (victim / "config.json").exists():
@@ -188,7 +189,9 @@ def calibrate(workdir: Path, extra: list[Path]) -> None:
     rows, labels, weights = [], [], []
     for v in [victim, *extra]:
         planted = planted_values(read_records(v / PLANTED_FILE))
-        cache = workdir / f"calibration-candidates-{v.name}.json"
+        # the search depends on the calibration it runs with: a cache per calibration
+        steer = hashlib.sha256(json.dumps(CALIBRATION, sort_keys=True).encode()).hexdigest()[:12]
+        cache = workdir / f"calibration-candidates-{v.name}-{steer}.json"
         found = labelled(calibration_candidates(v, cache), planted)
         for c, exact in found:
             rows.append([c[n] for n in names] + [recurrence_input(c["recurrence"])])
