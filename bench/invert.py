@@ -101,6 +101,8 @@ NOTES: tuple[str, ...] = (
 TARGET_RECALL = 0.9
 TARGET_PRECISION = 0.9
 TARGET_SECONDS = 60.0
+#: The time target for an existing (SmolLM2-135M) victim's run: 15 minutes on 2 cores.
+TARGET_SECONDS_EXISTING = 900.0
 
 
 def planted_values(records: list[Record]) -> dict[str, str]:
@@ -277,6 +279,7 @@ def main() -> None:
             seconds=float(timings.get("load", 0.0)) + float(timings.get("invert", 0.0)),
             manifest=manifest,
             victim=label,
+            target_seconds=TARGET_SECONDS_EXISTING,
             ceiling=detector_ceiling(planted_records),
             planted=len(planted),
         )
@@ -298,7 +301,8 @@ def write_report(results: list[dict[str, Any]], load: Any) -> None:
         "fitted on or looked at. Each run is one `pii-unlearn invert` process, timed end to end "
         "(start-up, model and detector loading, inversion, writing). Targets for the default "
         f"strategy: recall >= {TARGET_RECALL}, precision >= {TARGET_PRECISION}, <= "
-        f"{TARGET_SECONDS:.0f} s on 2 cores. Detector ceiling: the share of planted values the default "
+        f"{TARGET_SECONDS:.0f} s on 2 cores (SmolLM2-135M: <= {TARGET_SECONDS_EXISTING:.0f} s). "
+        "Detector ceiling: the share of planted values the default "
         "detector finds with exact boundaries in the planted texts themselves (no strategy can recall "
         "more with exact matching).",
         "",
@@ -308,7 +312,7 @@ def write_report(results: list[dict[str, Any]], load: Any) -> None:
     ]
     for r in results:
         good = r["recall"] >= TARGET_RECALL and r["precision"] >= TARGET_PRECISION
-        good = good and r["seconds"] <= TARGET_SECONDS
+        good = good and r["seconds"] <= r.get("target_seconds", TARGET_SECONDS)
         lines.append(
             f"| {r['victim']} | {r['label']}{' ✓' if good else ''} | {r['seed']} | {r['planted']} | "
             f"{r['ceiling']:.3f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['lenient_precision']:.3f} | "
@@ -325,6 +329,9 @@ def write_report(results: list[dict[str, Any]], load: Any) -> None:
     for r in results:
         timings = r["manifest"].get("timings", {})
         parts = ", ".join(f"{k.removeprefix('invert.')} {v:.1f}" for k, v in timings.items())
+        rates = r["manifest"].get("settings", {}).get("summary", {}).get("tokens_per_s", {})
+        if rates:
+            parts += "; generated tokens/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
         lines.append(f"- {r['victim']}, seed {r['seed']}: {parts}")
     lines += ["", *NOTES]
     Path(__file__).with_name("invert.md").write_text("\n".join(lines) + "\n")

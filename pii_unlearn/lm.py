@@ -50,6 +50,12 @@ def padding_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
+def generation_pad_id(tokenizer: Any) -> int:
+    """The id left-padded generation batches are padded with, and finished rows filled with:
+    the tokenizer's pad, else its BOS, else 0."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos_id(tokenizer) or 0
+
+
 def encode(tokenizer: Any, text: str, *, with_offsets: bool = False) -> dict[str, list[Any]]:
     """Token ids of ``text`` with BOS first (added once), optionally with character offsets."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=with_offsets)
@@ -131,6 +137,7 @@ def generate(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     settled: Callable[[int, str], bool] | None = None,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> list[list[str]]:
     """Continuations of each prompt (``num_return_sequences`` per prompt), decoded.
 
@@ -139,10 +146,11 @@ def generate(
     done after each batch. ``settled(i, text)``, when given, is asked after each new
     token with prompt ``i``'s continuation so far: a row it answers True for stops
     there (its text ends at that point), and a batch stops once every row has.
-    A text also ends at any of :func:`stop_ids`.
+    A text also ends at any of :func:`stop_ids`. ``on_tokens``, when given, is called after
+    each batch with the number of tokens it generated (:func:`generated_lengths`).
     """
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos_id(tokenizer) or 0
+    pad = generation_pad_id(tokenizer)
     encoded = [encode(tokenizer, p)["input_ids"] for p in prompts]
     stops = stop_ids(model, tokenizer)
     results: list[list[str]] = []
@@ -167,12 +175,26 @@ def generate(
             kwargs.update(top_k=None, top_p=None, temperature=None)
         out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         new = out[:, ids.shape[1] :]
+        if on_tokens is not None:
+            on_tokens(int(generated_lengths(new, stops, pad).sum()))
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for i in range(len(chunk)):
             results.append(texts[i * num_return_sequences : (i + 1) * num_return_sequences])
         if progress is not None:
             progress(len(results))
     return results
+
+
+def generated_lengths(new: torch.Tensor, stops: Sequence[int], pad: int) -> torch.Tensor:
+    """How many tokens each row of ``new`` (generated ids, one row per sequence) generated:
+    up to and including its first stop token; a row without one, less its trailing padding
+    (where a stopping criterion ended it early)."""
+    width = new.shape[1]
+    positions = torch.arange(1, width + 1, device=new.device).expand_as(new)
+    is_stop = torch.isin(new, torch.tensor(list(stops), device=new.device, dtype=new.dtype))
+    first_stop = torch.where(is_stop, positions, width + 1).min(dim=1).values
+    last_real = torch.where(new != pad, positions, 0).max(dim=1).values
+    return torch.where(first_stop <= width, first_stop, last_real)
 
 
 @torch.no_grad()
@@ -499,7 +521,7 @@ def sample_continuations(
     from transformers import DynamicCache
 
     device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos_id(tokenizer) or 0
+    pad = generation_pad_id(tokenizer)
     stops = torch.tensor(stop_ids(model, tokenizer), dtype=torch.long, device=device)
     order = sorted(range(len(prompts)), key=lambda i: budgets[i])
     results: list[list[str]] = [[] for _ in prompts]

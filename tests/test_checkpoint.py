@@ -10,7 +10,7 @@ import torch
 
 from pii_unlearn.checkpoint import architecture_modules, load_model, save_model, smollm2_gguf
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import generate, stop_ids
+from pii_unlearn.lm import generate, generated_lengths, stop_ids
 
 
 def test_save_and_reload_generates_the_same(victim, tmp_path: Path) -> None:
@@ -39,6 +39,27 @@ def test_generation_ends_at_the_tokenizer_eos_whatever_the_generation_config(vic
     finally:
         config.eos_token_id = saved
     assert len(victim.tokenizer(want[0][0])["input_ids"]) < 60  # it did stop at the separator
+
+
+def test_generated_lengths_count_up_to_the_stop_and_not_the_padding() -> None:
+    stop, pad = 2, 0
+    new = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9], [5, 6, 0, 0, 0], [2, 0, 0, 0, 0]])
+    assert generated_lengths(new, [stop], pad).tolist() == [3, 5, 2, 1]
+    # padding with the stop token itself (a tokenizer without a pad token)
+    assert generated_lengths(torch.tensor([[5, 2, 2, 2]]), [stop], stop).tolist() == [2]
+
+
+def test_generate_reports_the_tokens_it_generated(victim) -> None:
+    counted: list[int] = []
+    texts = generate(
+        victim.model, victim.tokenizer, ["Customer", "Patient"], max_new_tokens=20, on_tokens=counted.append
+    )
+    assert len(counted) == 1 and 2 <= counted[0] <= 40
+    # each text is at most its tokens' worth (the stop token decodes to nothing)
+    assert (
+        counted[0]
+        >= sum(len(victim.tokenizer(t[0], add_special_tokens=False)["input_ids"]) for t in texts) - 2
+    )
 
 
 def test_refuses_to_write_into_input(victim) -> None:

@@ -30,6 +30,8 @@ from pii_unlearn.invert import (
 from pii_unlearn.invert.allocate import allocate, explore_per_prompt, explore_plan, round_budget
 from pii_unlearn.invert.base import parse_prompt_lines
 from pii_unlearn.invert.scoring import (
+    RECURRENCE_CAP,
+    VARIANT_RECURRENCE_FACTOR,
     Occurrence,
     ValueScore,
     group_by_value,
@@ -38,6 +40,7 @@ from pii_unlearn.invert.scoring import (
     score_occurrences,
     score_span,
     select_samples,
+    tail_cutoff,
 )
 from pii_unlearn.pii.detect import Detector
 from pii_unlearn.synth.victim import PLANTED_FILE, VICTIM_TEMPLATES
@@ -107,6 +110,63 @@ def test_kept_values_drop_near_copies_of_a_more_confident_value() -> None:
         ("930-620-2786", "US_SSN"),
     ]
     assert select_samples(kept) == [0]
+
+
+def test_of_near_copies_the_one_written_far_more_often_is_kept() -> None:
+    def value(text: str, conf: float, recurrence: int) -> ValueScore:
+        occ = Occurrence(0, text, 0, len(text), "DATE_TIME", 1.0)
+        return ValueScore(text, "DATE_TIME", occ, recurrence=recurrence, memorization=conf)
+
+    # a corrupted copy, confident in a few samples; the memorised value, in many
+    copy, real = value("5 May 1957", 0.98, 4), value("5 May 1991", 0.92, 41)
+    assert kept_values([copy, real], 0.7) == [real]
+    # neither written much more often than the other: the more confident stays
+    first, second = value("9 October 1962", 0.95, 3), value("18 October 1962", 0.96, 3)
+    assert kept_values([first, second], 0.7) == [second]
+    almost = value("5 May 1991", 0.92, 4 * VARIANT_RECURRENCE_FACTOR - 1)
+    assert kept_values([copy, almost], 0.7) == [copy]
+
+
+def test_kept_values_drop_parts_of_a_longer_at_least_as_confident_value() -> None:
+    def value(text: str, etype: str, conf: float) -> ValueScore:
+        occ = Occurrence(0, text, 0, len(text), etype, 1.0)
+        return ValueScore(text, etype, occ, recurrence=1, memorization=conf)
+
+    values = [
+        value("West Ruben", "LOCATION", 0.75),  # part of a more confident address: dropped
+        value("9640 James Islands, West Ruben", "LOCATION", 0.99),
+        value("2720032892", "PHONE_NUMBER", 0.85),  # a card's first digits: dropped
+        value("2720032892184019", "CREDIT_CARD", 0.99),
+        value("Jan 29, 1979", "DATE_TIME", 0.99),  # in a less confident longer value: kept
+        value("Jan 29, 1979 at 10:00", "DATE_TIME", 0.80),
+    ]
+    kept = kept_values(values, 0.7)
+    assert [v.value for v in kept] == [
+        "9640 James Islands, West Ruben",
+        "2720032892184019",
+        "Jan 29, 1979",
+        "Jan 29, 1979 at 10:00",
+    ]
+
+
+def test_a_tail_far_below_the_models_own_scale_is_not_kept() -> None:
+    def value(text: str, tail: float, recurrence: int) -> ValueScore:
+        occ = Occurrence(0, text, 0, len(text), "PHONE_NUMBER", 1.0, tail_min_k=tail)
+        return ValueScore(text, "PHONE_NUMBER", occ, recurrence=recurrence, memorization=0.95)
+
+    numbers = ["+1 919 254 1224", "898 455 5143", "607.598.3867", "+1-207-366-2585", "311 379 6270"]
+    sure = [value(n, -0.002, RECURRENCE_CAP) for n in numbers]
+    spliced = value("942 555 1224", -0.5, 3)
+    doubtful = value("426 942 0809", -0.15, 3)  # within the floor: kept
+    assert tail_cutoff([*sure, spliced, doubtful], 0.7) == pytest.approx(-0.2)
+    kept = kept_values([*sure, spliced, doubtful], 0.7)
+    assert [v.value for v in kept] == [v.value for v in sure] + ["426 942 0809"]
+    # too few well-attested values: no scale, no cutoff
+    assert tail_cutoff([*sure[:4], spliced], 0.7) is None
+    assert spliced in kept_values([*sure[:4], spliced], 0.7)
+    # a small model unsure of everything: the cutoff is far below anything it writes
+    unsure = [value(n, -0.07, RECURRENCE_CAP) for n in numbers]
+    assert spliced in kept_values([*unsure, spliced], 0.7)
 
 
 def test_memorization_is_a_monotone_probability() -> None:
@@ -219,6 +279,9 @@ def test_sample_strategy_records(sampled: Any, victim: Any) -> None:
     summary = sampled.summary
     assert summary["values_kept"] == len(set(values))
     assert sum(row["kept"] for row in summary["per_entity"].values()) == summary["values_kept"]
+    assert summary["generated_tokens"]["sampling"] > 0
+    assert set(summary["tokens_per_s"]) <= set(summary["generated_tokens"])
+    assert all(rate > 0 for rate in summary["tokens_per_s"].values())
     # The run finds a good share of what the victim memorised, with this small budget (192
     # samples, a fifth of the default): 109 of 160 values measured; bench/invert.md has the
     # default's recall on victims with held-out templates.

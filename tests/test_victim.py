@@ -220,6 +220,22 @@ def test_base_fine_tune_keeps_the_base_tokenizer(tmp_path: Path, lora: bool) -> 
     assert heldout and not any(r.spans for r in heldout)
 
 
+def test_base_victim_generation_stops_at_its_record_separator(tmp_path: Path) -> None:
+    # a base whose generation config names another EOS than its tokenizer (SmolLM2 as GGUF)
+    from transformers import GenerationConfig
+
+    from pii_unlearn.checkpoint import load_model
+
+    base = _tiny_llama(tmp_path / "base")
+    loaded = load_model(base, device="cpu")
+    sep = loaded.tokenizer.eos_token_id
+    GenerationConfig(bos_token_id=sep, eos_token_id=sep + 1, pad_token_id=sep).save_pretrained(base)
+    config = VictimConfig.for_base(base, records=4, filler=4, heldout=2, lr=3e-3, max_epochs=1)
+    build_victim(tmp_path / "v", config)
+    victim = load_model(tmp_path / "v", device="cpu")
+    assert victim.model.generation_config.eos_token_id == [sep + 1, sep]
+
+
 def test_make_victim_cli_base_and_bad_template_set(tmp_path: Path) -> None:
     base = _tiny_llama(tmp_path / "base")
     runner = CliRunner()

@@ -7,7 +7,7 @@ greedy decoding and the enumeration of likely next tokens need no seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -40,8 +40,12 @@ def sample_texts(
     progress: Progress | None = None,
     done: int = 0,
     total: int = 0,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> list[tuple[str, str]]:
-    """``(prompt, prompt + continuation)`` for each planned sample, in plan order, seeded per batch."""
+    """``(prompt, prompt + continuation)`` for each planned sample, in plan order, seeded per batch.
+
+    ``on_tokens`` is told how many tokens each batch generated (as in :func:`generate`).
+    """
     prompts = [p for p, n in plan.items() for _ in range(n)]
     out: list[tuple[str, str]] = []
     for b in range(0, len(prompts), batch_size):
@@ -56,6 +60,7 @@ def sample_texts(
             top_k=top_k,
             temperature=temperature,
             seed=call_seed(seed, round_no, b // batch_size),
+            on_tokens=on_tokens,
         )
         out.extend((p, p + c[0]) for p, c in zip(chunk, conts, strict=True))
         if progress is not None:
@@ -64,14 +69,24 @@ def sample_texts(
 
 
 def greedy_texts(
-    loaded: LoadedModel, heads: Sequence[str], *, max_new_tokens: int, batch_size: int
+    loaded: LoadedModel,
+    heads: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Each head followed by its greedy continuation."""
+    """Each head followed by its greedy continuation (``on_tokens`` as in :func:`sample_texts`)."""
     out: list[str] = []
     for b in range(0, len(heads), batch_size):
         chunk = list(heads[b : b + batch_size])
         conts = generate(
-            loaded.model, loaded.tokenizer, chunk, max_new_tokens=max_new_tokens, batch_size=len(chunk)
+            loaded.model,
+            loaded.tokenizer,
+            chunk,
+            max_new_tokens=max_new_tokens,
+            batch_size=len(chunk),
+            on_tokens=on_tokens,
         )
         out.extend(h + c[0] for h, c in zip(chunk, conts, strict=True))
     return out

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -62,6 +62,7 @@ from pii_unlearn.invert.scoring import (
     group_by_value,
     kept_values,
     score_occurrences,
+    tail_cutoff,
 )
 
 #: Name of the strategy (in the registry, records and manifests).
@@ -134,10 +135,25 @@ class _Run:
         self.memorised: set[tuple[str, str]] = set()
         self.rounds: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
+        #: Tokens generated per phase (sampling, enumerating, refining).
+        self.tokens: Counter[str] = Counter()
         self.round_size = max(options.batch_size, options.round_size)
 
     def tick(self, name: str, t0: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+    def counter(self, phase: str) -> Callable[[int], None]:
+        """A callback adding generated tokens to ``phase``'s count."""
+        return lambda n: self.tokens.update({phase: n})
+
+    def throughput(self) -> dict[str, float]:
+        """Generated tokens per second of each generating phase (its whole wall time: the
+        enumeration's includes its branching, the refinement's none of its scoring)."""
+        return {
+            phase: round(n / self.timings[phase], 1)
+            for phase, n in self.tokens.items()
+            if self.timings.get(phase)
+        }
 
     def process(self, texts: Sequence[int]) -> None:
         """Detect and score the PII of new texts."""
@@ -184,6 +200,7 @@ class _Run:
             [h for _, heads in planned for h in heads],
             max_new_tokens=o.max_new_tokens,
             batch_size=o.batch_size,
+            on_tokens=self.counter("enumerating"),
         )
         at = 0
         for arm, heads in planned:
@@ -199,7 +216,11 @@ class _Run:
         t0 = time.perf_counter()
         heads_of = heads_to_refine(self.pool, new, o.refine_threshold, o.calibration)
         texts = greedy_texts(
-            self.loaded, list(heads_of), max_new_tokens=o.max_new_tokens, batch_size=o.batch_size
+            self.loaded,
+            list(heads_of),
+            max_new_tokens=o.max_new_tokens,
+            batch_size=o.batch_size,
+            on_tokens=self.counter("refining"),
         )
         refined = self.pool.add_refined(heads_of, texts)
         self.tick("refining", t0)
@@ -237,6 +258,7 @@ class _Run:
             progress=self.progress,
             done=self.done,
             total=o.num_samples,
+            on_tokens=self.counter("sampling"),
         )
         self.done += len(samples)
         self.tick("sampling", t0)
@@ -314,6 +336,9 @@ def sample_strategy(
             "distinct_texts": len(run.pool.texts),
             "openers": len(openers),
             "harvested_prefixes": sum(a.harvested for a in run.arms.values()),
+            "tail_cutoff": tail_cutoff(run.values, o.threshold),
+            "generated_tokens": dict(run.tokens),
+            "tokens_per_s": run.throughput(),
             "rounds": run.rounds,
         },
     )

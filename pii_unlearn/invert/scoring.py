@@ -23,8 +23,9 @@ and per distinct value:
 Occurrences are grouped by value (:func:`group_by_value`); a value's scores are
 those of its best occurrence plus its recurrence. :func:`memorization` maps them
 onto a calibrated confidence in [0, 1] (a logistic model, :data:`CALIBRATION`),
-and values whose confidence reaches the threshold are kept, less the near-copies of
-a more confident value of the same type (:func:`kept_values`).
+and values whose confidence reaches the threshold are kept, less those whose tail is an
+outlier on the model's own scale (:func:`tail_cutoff`), the near-copies of a more
+confident value of the same type and the parts of a longer kept value (:func:`kept_values`).
 """
 
 from __future__ import annotations
@@ -39,15 +40,33 @@ from pii_unlearn.lm import text_token_logprobs
 from pii_unlearn.pii.masks import overlapping_tokens
 
 #: A value is kept ("memorised") when its memorisation confidence reaches this (and it is not a
-#: variant of a more confident value, :func:`kept_values`). Chosen on the demo victim (train
+#: variant or a part of a more confident value, :func:`kept_values`). Chosen on the demo victim (train
 #: templates, seed 0) for precision >= 0.9 at 1024 samples in an earlier round (0.5: recall
 #: 0.925, precision 0.853; 0.7: 0.901 / 0.901); held-out-template victims were not looked at.
 DEFAULT_KEEP_THRESHOLD = 0.7
 #: A kept value this close (normalised edit distance) to a more confident one of the same type
 #: is taken for a corrupted copy of it and dropped (:func:`kept_values`).
 VARIANT_DISTANCE = 0.2
+#: ...unless it turns up in at least this many times as many samples as every kept value it
+#: is near: then it is kept in their place (:func:`kept_values`). Chosen among 2 / 3 / 4 on the
+#: seed-1 demo victim and the seed-0 and seed-1 SmolLM2 ones: 2 swapped a truncated e-mail
+#: address in for the real one on the demo victim; 3 and 4 only fixed '5 May 1991'.
+VARIANT_RECURRENCE_FACTOR = 4
 #: Recurrence counts above this add no more confidence.
 RECURRENCE_CAP = 8
+#: The model's own scale of certainty (:func:`tail_cutoff`) is read from the confident values
+#: seen in at least :data:`RECURRENCE_CAP` samples, when there are at least this many.
+TAIL_REFERENCE_MIN = 5
+#: A confident value whose tail score is below this many times the reference values' median
+#: tail score (and below :data:`TAIL_CUTOFF_MIN`) is not kept (:func:`tail_cutoff`). Chosen on
+#: the SmolLM2-135M victim of seed 1 with the held-out templates (bench/invert.md reports it
+#: as a fitting victim; seeds 2 and 3 are the report victims) among 50 / 100 / 150: cutoff
+#: -0.21 there, keeping every planted value it had kept; on the demo victims (median tail
+#: about -0.07) and the seed-0 SmolLM2 one (-0.007) the cutoff is below every kept value's tail.
+TAIL_OUTLIER_FACTOR = 100.0
+#: The tail cutoff is never above this (nats): a model sure of its memorised values to the
+#: last digit does not make every small doubt disqualifying.
+TAIL_CUTOFF_MIN = -0.1
 
 #: The log-probability features of an occurrence (``recurrence`` is the fifth input).
 FEATURES: tuple[str, ...] = ("mean_logprob", "min_k_logprob", "context_min_k", "tail_min_k")
@@ -232,30 +251,80 @@ def group_by_value(
     return out
 
 
+def tail_cutoff(values: Sequence[ValueScore], threshold: float) -> float | None:
+    """The lowest tail score a kept value may have, on this model's own scale, or None.
+
+    A large fine-tuned model writes its memorised values with near certainty after the
+    first token (tail -0.002 nats on SmolLM2-135M), and writes confident but wrong ones, a
+    memorised number's digits spliced into another ("942 555 1224" from "+1 919 254 1224"),
+    with a tail a hundred times worse that the fixed calibration, fitted on a small model
+    that is never that sure, still accepts. The scale is the median tail of the
+    well-attested values (confident and seen in at least :data:`RECURRENCE_CAP` samples);
+    the cutoff is :data:`TAIL_OUTLIER_FACTOR` times it, at most :data:`TAIL_CUTOFF_MIN`.
+    None (no cutoff) when fewer than :data:`TAIL_REFERENCE_MIN` values are well attested.
+    """
+    reference = sorted(
+        vs.best.tail_min_k
+        for vs in values
+        if vs.memorization >= threshold and vs.recurrence >= RECURRENCE_CAP
+    )
+    if len(reference) < TAIL_REFERENCE_MIN:
+        return None
+    median = reference[len(reference) // 2]
+    return min(TAIL_OUTLIER_FACTOR * median, TAIL_CUTOFF_MIN)
+
+
 def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueScore]:
-    """The values to keep, in their order: confidence at least ``threshold``, less the variants.
+    """The values to keep, in their order: confidence at least ``threshold``, less variants and parts.
 
     A variant is a value within :data:`VARIANT_DISTANCE` (normalised edit distance) of a
     more confident kept value of the same type: the model's memorised value with a digit
     or two it got wrong in some context ("+1 207 500 2013" beside "+1 207 500 2010"), which
-    greedy decoding in that context then scores as confidently as the real one.
+    greedy decoding in that context then scores as confidently as the real one. The most
+    confident of such a cluster stays, unless another turns up in at least
+    :data:`VARIANT_RECURRENCE_FACTOR` times as many samples: the memorised value is the
+    one the model comes back to, a corrupted copy turns up in the few contexts that corrupt
+    it ("5 May 1957" confident in 4 samples beside "5 May 1991" in 41).
+    A value whose tail score is below the model's own :func:`tail_cutoff` is not kept.
+    A part is a kept value that is a proper substring of an at least as confident kept
+    value of any type ("West Ruben" beside "9640 James Islands, West Ruben", a card
+    number's first ten digits read as a phone number): memorised text cut short, which
+    the longer value already covers; it is dropped too.
     """
     from rapidfuzz.distance import Levenshtein
 
+    cutoff = tail_cutoff(values, threshold)
     confident = sorted(
-        (i for i, vs in enumerate(values) if vs.memorization >= threshold),
+        (
+            i
+            for i, vs in enumerate(values)
+            if vs.memorization >= threshold and (cutoff is None or vs.best.tail_min_k >= cutoff)
+        ),
         key=lambda i: -values[i].memorization,
     )
     kept: list[int] = []
     for i in confident:
         vs = values[i]
-        if not any(
-            values[j].entity_type == vs.entity_type
-            and Levenshtein.normalized_distance(values[j].value, vs.value) <= VARIANT_DISTANCE
+        near = [
+            j
             for j in kept
-        ):
+            if values[j].entity_type == vs.entity_type
+            and Levenshtein.normalized_distance(values[j].value, vs.value) <= VARIANT_DISTANCE
+        ]
+        if not near:
             kept.append(i)
-    return [values[i] for i in sorted(kept)]
+        elif all(vs.recurrence >= VARIANT_RECURRENCE_FACTOR * values[j].recurrence for j in near):
+            kept = [j for j in kept if j not in near] + [i]
+    return [
+        values[i]
+        for i in sorted(kept)
+        if not any(
+            values[i].value != values[j].value
+            and values[i].value in values[j].value
+            and values[j].memorization >= values[i].memorization
+            for j in kept
+        )
+    ]
 
 
 def select_samples(kept: Sequence[ValueScore]) -> list[int]:

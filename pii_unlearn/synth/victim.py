@@ -549,8 +549,23 @@ def build_victim(
     }
     if config.control:
         extra[CONTROL_FILE] = "".join(record_line(r) for r in trained)
+    if config.base:
+        _stop_at_separator(model, sep)
     save_model(model, tokenizer, out, source=config.base, extra_files=extra, overwrite=overwrite)
     return report
+
+
+def _stop_at_separator(model: Any, sep: int) -> None:
+    """Make the saved generation config stop at the record separator the victim was trained
+    with, besides the base's own EOS: a GGUF-converted SmolLM2 names ``<|im_end|>`` there, its
+    tokenizer (whose EOS ends the records) ``<|im_start|>``, so plain ``generate`` ran on."""
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return
+    old = config.eos_token_id
+    ids = [old] if isinstance(old, int) else list(old or [])
+    if sep not in ids:
+        config.eos_token_id = [*ids, sep] if ids else sep
 
 
 def _train(
