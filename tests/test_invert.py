@@ -91,10 +91,17 @@ def test_passage_score_leaves_the_prompt_out() -> None:
     assert inside["context_min_k"] == -12.0
 
 
+def _scored(
+    text: str, etype: str, conf: float, *, recurrence: int = 1, tail: float = float("-inf")
+) -> ValueScore:
+    """A scored value (as :func:`group_by_value` makes them) for the keep-rule tests."""
+    occ = Occurrence(0, text, 0, len(text), etype, 1.0, tail_min_k=tail)
+    return ValueScore(text, etype, occ, recurrence=recurrence, memorization=conf)
+
+
 def test_kept_values_drop_near_copies_of_a_more_confident_value() -> None:
     def value(text: str, etype: str, conf: float) -> ValueScore:
-        occ = Occurrence(0, text, 0, len(text), etype, 1.0)
-        return ValueScore(text, etype, occ, recurrence=1, memorization=conf)
+        return _scored(text, etype, conf)
 
     values = [
         value("930-620-7542", "PHONE_NUMBER", 0.90),  # a copy with four digits wrong: kept
@@ -114,8 +121,7 @@ def test_kept_values_drop_near_copies_of_a_more_confident_value() -> None:
 
 def test_of_near_copies_the_one_written_far_more_often_is_kept() -> None:
     def value(text: str, conf: float, recurrence: int) -> ValueScore:
-        occ = Occurrence(0, text, 0, len(text), "DATE_TIME", 1.0)
-        return ValueScore(text, "DATE_TIME", occ, recurrence=recurrence, memorization=conf)
+        return _scored(text, "DATE_TIME", conf, recurrence=recurrence)
 
     # a corrupted copy, confident in a few samples; the memorised value, in many
     copy, real = value("5 May 1957", 0.98, 4), value("5 May 1991", 0.92, 41)
@@ -129,8 +135,7 @@ def test_of_near_copies_the_one_written_far_more_often_is_kept() -> None:
 
 def test_kept_values_drop_parts_of_a_longer_at_least_as_confident_value() -> None:
     def value(text: str, etype: str, conf: float) -> ValueScore:
-        occ = Occurrence(0, text, 0, len(text), etype, 1.0)
-        return ValueScore(text, etype, occ, recurrence=1, memorization=conf)
+        return _scored(text, etype, conf)
 
     values = [
         value("West Ruben", "LOCATION", 0.75),  # part of a more confident address: dropped
@@ -151,8 +156,7 @@ def test_kept_values_drop_parts_of_a_longer_at_least_as_confident_value() -> Non
 
 def test_a_tail_far_below_the_models_own_scale_is_not_kept() -> None:
     def value(text: str, tail: float, recurrence: int) -> ValueScore:
-        occ = Occurrence(0, text, 0, len(text), "PHONE_NUMBER", 1.0, tail_min_k=tail)
-        return ValueScore(text, "PHONE_NUMBER", occ, recurrence=recurrence, memorization=0.95)
+        return _scored(text, "PHONE_NUMBER", 0.95, recurrence=recurrence, tail=tail)
 
     numbers = ["+1 919 254 1224", "898 455 5143", "607.598.3867", "+1-207-366-2585", "311 379 6270"]
     sure = [value(n, -0.002, RECURRENCE_CAP) for n in numbers]
