@@ -195,7 +195,24 @@ REBUILD_NOTES = """Notes (runs of 2026-12-04; `npo + retain` shared the 2 cores 
   53 values), constrained and int4 ERR 0.038, but exposure 5.74 bits against the twins' 1.48
   (gap +4.26), 62% still first of 128, MIA AUC 0.98; held-out perplexity 4.27 -> 2.95 (-31%:
   the repair steps fit the in-domain text). On the first build: ERR 0, gap +3.56, +1.2%.
-- Not run on this victim: the other methods, `twinfit` among them."""
+- `twinfit` data-free, with `recipes/pretrained/twinfit.yaml`'s settings (no `--retain`: the
+  retain text is the original's own samples with PII masked, the guard reads the built-in
+  paragraphs; the forget set is this table's `invert` output, 40 records, recall 0.755; run
+  late on 2026-12-04, alone on the cores): forget-set ERR 0.81 -> 0 at step 20; the guard read
+  -5.3% at step 20 and +2.6% at step 40 (stop: utility_limit), so step 20 was kept. Audit: ERR,
+  constrained ERR, E-Hit and int4 ERR 0 on all 53 planted values (the 13 no forget record
+  carries too); exposure gap +5.50 -> +0.90 bits (issue 13's 0.5 not met; `twinfit + retain` on
+  the first build: +0.42), 1 of 53 ranked first, MIA AUC 0.71, int4 gap +0.69; held-out
+  perplexity 4.27 -> 3.57 (-16%). Under the audit's relearning probe (its grid of 8
+  fine-tunes of 20 steps, benign and same-format fake records, full and LoRA; 765 s) no
+  fine-tune brings a value back: relearn ERR and constrained ERR 0; the worst case's gap +1.08
+  bits (+0.90 before; the first build's `twinfit + retain`: +0.17). Unlearning 718 s, audit
+  365 s; the chain 2115 s (35 min) with this table's 1026-s `invert` of a busy machine, about 23
+  min with today's `invert`
+  (278 s, [invert.md](invert.md)): within issue 18's 30. This audit ran after generation was
+  made to stop at the tokenizer's EOS too (2026-12-04); the original's and the other rows'
+  audits ran before (greedy readings of a value after its context do not depend on it).
+- Not run on this victim: `dfsu`, `ga` and `npo` data-free, `unpii-*`, `nspu`."""
 #: The notes under each results table, by file stem.
 STEM_NOTES = {"real_model": NOTES, "real_model_heldout": HELDOUT_NOTES, "real_model_rebuild": REBUILD_NOTES}
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
