@@ -213,8 +213,30 @@ REBUILD_NOTES = """Notes (runs of 2026-12-04; `npo + retain` shared the 2 cores 
   made to stop at the tokenizer's EOS too (2026-12-04); the original's and the other rows'
   audits ran before (greedy readings of a value after its context do not depend on it).
 - Not run on this victim: `dfsu`, `ga` and `npo` data-free, `unpii-*`, `nspu`."""
+HELDOUT_REBUILD_NOTES = """Notes (runs of 2026-12-04, late, alone on the cores).
+- The victim is `make-victim --base --seed 3 --templates heldout` built on 2026-12-04 (a rebuild
+  of [real_model_heldout.md](real_model_heldout.md)'s victim, not the same model), the report
+  victim of [invert.md](invert.md); `invert` (seed 0, today's defaults) found 46 of its 50
+  planted values at precision 0.793 (58 values out, the wrong ones the model's corrupted copies
+  of planted numbers), 253 s in process.
+- `twinfit` data-free with `recipes/pretrained/twinfit.yaml`'s settings (no `--retain`; forget
+  set: those 58 values' records, wrong ones included): forget-set ERR 0.75 -> 0 by step 20; the
+  built-in-paragraph guard read -45%, -29% and -32% at steps 20, 40 and 60, so all 60 steps ran
+  and step 60 was kept. Audit: ERR 0.78 -> 0, constrained ERR 0.84 -> 0, E-Hit 0.98 -> 0, int4
+  ERR 0.38 -> 0; exposure gap +5.63 -> +0.86 bits (issue 13's 0.5 not met), 3 of 50 first of
+  128, MIA AUC 1.00 -> 0.69, int4 gap +0.50; held-out perplexity 6.34 -> 4.24 (-33%: the retain
+  term fits the model's own benign phrasing). Unlearning 943 s, audit 408 s; the chain 1611 s
+  (27 min) counting `invert` but not the victim's build: within issue 18's 30. Two SmolLM2
+  victims, one seed each, give the same picture: generation and format-constrained decoding
+  stop, int4 brings nothing back, the ranking gap falls from 5.5 to about 0.9 bit, not to 0.5.
+- Not run on this victim: every other method, the relearning probe."""
 #: The notes under each results table, by file stem.
-STEM_NOTES = {"real_model": NOTES, "real_model_heldout": HELDOUT_NOTES, "real_model_rebuild": REBUILD_NOTES}
+STEM_NOTES = {
+    "real_model": NOTES,
+    "real_model_heldout": HELDOUT_NOTES,
+    "real_model_rebuild": REBUILD_NOTES,
+    "real_model_heldout_rebuild": HELDOUT_REBUILD_NOTES,
+}
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
 AUDIT_ARGS = ("--candidates", "127", "--quantize", "int4")
 #: (column, report path, format) of the table.
