@@ -40,7 +40,9 @@ from pii_unlearn.invert.scoring import (
     score_occurrences,
     score_span,
     select_samples,
+    share_digit_run,
     tail_cutoff,
+    tail_scale,
 )
 from pii_unlearn.pii.detect import Detector
 from pii_unlearn.synth.victim import PLANTED_FILE, VICTIM_TEMPLATES
@@ -171,6 +173,39 @@ def test_a_tail_far_below_the_models_own_scale_is_not_kept() -> None:
     # a small model unsure of everything: the cutoff is far below anything it writes
     unsure = [value(n, -0.07, RECURRENCE_CAP) for n in numbers]
     assert spliced in kept_values([*unsure, spliced], 0.7)
+
+
+def test_a_doubted_borrowing_of_a_surer_values_digits_is_not_kept() -> None:
+    def value(text: str, etype: str, tail: float, recurrence: int = 3, conf: float = 0.95) -> ValueScore:
+        return _scored(text, etype, conf, recurrence=recurrence, tail=tail)
+
+    sure = [
+        value(n, "US_SSN", -0.005, RECURRENCE_CAP)
+        for n in ["238-52-8418", "806-06-4846", "433-93-0476", "314-10-1253", "462-64-5856"]
+    ]
+    assert tail_scale(sure, 0.7) == pytest.approx(-0.005)
+    real = value("930-620-2786", "PHONE_NUMBER", -0.03)
+    offshoot = value("930-620-7542", "PHONE_NUMBER", -0.21, recurrence=26)  # tail < 10 x -0.005
+    date = value("1954-07-24", "DATE_TIME", -0.01)
+    glued = value("1954-07-2496", "PHONE_NUMBER", -0.47, conf=0.87)  # another type: borrowed too
+    suffix = value("351 875 7491", "PHONE_NUMBER", -0.39)
+    real2 = value("294 875 7491", "PHONE_NUMBER", -0.01)
+    office = value("930-620-3190", "PHONE_NUMBER", -0.02)  # the same stem written surely: kept
+    kept = kept_values([*sure, real, offshoot, date, glued, suffix, real2, office], 0.7)
+    assert [v.value for v in kept[len(sure) :]] == [
+        "930-620-2786",
+        "1954-07-24",
+        "294 875 7491",
+        "930-620-3190",
+    ]
+    assert share_digit_run("(930) 620-2786", "930.620.7542")  # 930620: six of ten
+    assert not share_digit_run("930-620-2786", "931-621-2787")  # runs of three at most
+    assert share_digit_run("1954", "May 1954-07-24")  # four digits, all of the shorter's
+    assert share_digit_run("4351396937164878", "4351 Yoder Pass")  # a card's digits in an address
+    assert not share_digit_run("1234 5678 9012", "9999 1234 9999")  # four of twelve: too little
+    # no scale (too few well-attested values): nothing is doubted
+    rare = value("930-620-7542", "PHONE_NUMBER", -0.21)
+    assert rare in kept_values([*sure[:4], real, rare], 0.7)
 
 
 def test_memorization_is_a_monotone_probability() -> None:
