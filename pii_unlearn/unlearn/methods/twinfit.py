@@ -135,15 +135,18 @@ def soft_targets(
         if not drawn:
             continue
         tail = text[span.end : span.end + TAIL_CHARS]
-        for i in overlapping_tokens(offsets, span.start, span.end):
-            if i == 0 or i in out:
-                continue
+        positions = [i for i in overlapping_tokens(offsets, span.start, span.end) if i != 0 and i not in out]
+        conts = []
+        for i in positions:
             a = offsets[i][0]
             cut = max(a, span.start) - span.start
             lead = text[a : span.start] if a < span.start else ""
-            conts = [lead + splice(value, d, cut)[cut:] + tail for d in drawn]
-            firsts = [ids[0] for ids in tokenizer(conts, add_special_tokens=False)["input_ids"] if ids]
-            counts = Counter(firsts)
+            conts += [lead + splice(value, d, cut)[cut:] + tail for d in drawn]
+        # one tokenizer call per span: the continuations of all its tokens, len(drawn) each
+        encoded = tokenizer(conts, add_special_tokens=False)["input_ids"] if conts else []
+        for n, i in enumerate(positions):
+            rows = encoded[n * len(drawn) : (n + 1) * len(drawn)]
+            counts = Counter(ids[0] for ids in rows if ids)
             total = sum(counts.values())
             ids, probs = zip(*((t, c / total) for t, c in counts.most_common()), strict=True)
             out[i] = SoftTarget(i, tuple(ids), tuple(probs))
