@@ -185,24 +185,30 @@ def test_a_doubted_borrowing_of_a_surer_values_digits_is_not_kept() -> None:
     ]
     assert tail_scale(sure, 0.7) == pytest.approx(-0.005)
     real = value("930-620-2786", "PHONE_NUMBER", -0.03)
-    offshoot = value("930-620-7542", "PHONE_NUMBER", -0.21, recurrence=26)  # tail < 10 x -0.005
-    date = value("1954-07-24", "DATE_TIME", -0.01)
-    glued = value("1954-07-2496", "PHONE_NUMBER", -0.47, conf=0.87)  # another type: borrowed too
+    borrowed = value("930-620-7542", "PHONE_NUMBER", -0.21, recurrence=26)  # tail < 10 x -0.005
     suffix = value("351 875 7491", "PHONE_NUMBER", -0.39)
     real2 = value("294 875 7491", "PHONE_NUMBER", -0.01)
     office = value("930-620-3190", "PHONE_NUMBER", -0.02)  # the same stem written surely: kept
-    kept = kept_values([*sure, real, offshoot, date, glued, suffix, real2, office], 0.7)
+    date = value("11/28/1983", "DATE_TIME", -0.004)
+    same_year = value("17 November 1983", "DATE_TIME", -0.3)  # a year is four digits: kept
+    cut = value("54526 Kelly Fields Suite 424", "LOCATION", -0.01, conf=0.97)
+    whole = value("54526 Kelly Fields Suite 424, MA 75617", "LOCATION", -0.2)  # contains it: kept
+    values = [*sure, real, borrowed, suffix, real2, office, date, same_year, cut, whole]
+    kept = kept_values(values, 0.7)
     assert [v.value for v in kept[len(sure) :]] == [
         "930-620-2786",
-        "1954-07-24",
         "294 875 7491",
         "930-620-3190",
+        "11/28/1983",
+        "17 November 1983",
+        "54526 Kelly Fields Suite 424",
+        "54526 Kelly Fields Suite 424, MA 75617",
     ]
     assert share_digit_run("(930) 620-2786", "930.620.7542")  # 930620: six of ten
+    assert share_digit_run("351 875 7491", "+1-294-875-7491")  # 8757491: seven of ten
     assert not share_digit_run("930-620-2786", "931-621-2787")  # runs of three at most
-    assert share_digit_run("1954", "May 1954-07-24")  # four digits, all of the shorter's
-    assert share_digit_run("4351396937164878", "4351 Yoder Pass")  # a card's digits in an address
-    assert not share_digit_run("1234 5678 9012", "9999 1234 9999")  # four of twelve: too little
+    assert not share_digit_run("4351396937164878", "4351 Yoder Pass")  # four: chance, not a borrowing
+    assert not share_digit_run("12345 678901 2345", "99 12345 99999 9999")  # five of fifteen: too little
     # no scale (too few well-attested values): nothing is doubted
     rare = value("930-620-7542", "PHONE_NUMBER", -0.21)
     assert rare in kept_values([*sure[:4], real, rare], 0.7)

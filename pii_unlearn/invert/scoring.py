@@ -76,11 +76,15 @@ TAIL_CUTOFF_MIN = -0.1
 #: SmolLM2 seed 0 and seed 1 with the train templates, seeds 1 and 7 with the held-out ones,
 #: seed 7 built for it): leading digits only, leading or trailing, or any run; runs of 4 / 5 / 6
 #: digits; half or 60% of the shorter; doubt factor 5 / 10 / 20. No variant dropped a planted
-#: value there; any run of 4 covering half, at 10, dropped 10 of the 27 wrong values kept.
+#: value there. Runs of 4 (10 of the 27 wrong values kept there dropped) then dropped 5
+#: planted values on two report victims (SmolLM2 seeds 2 and 4, since counted as looked at):
+#: dates of one year ("17 November 1983", 4 of its 6 digits) and whole values beside their
+#: own cut-short copy ("125.9.161.141" beside "125.9.161.1"); hence runs of 5 and no rule
+#: between a value and one it contains (the parts rule's business): 8 of the 27 dropped.
 DOUBT_FACTOR = 10.0
 #: Two values share a digit run when their digit strings have a common run of at least
 #: :data:`DIGIT_RUN_MIN` digits covering at least :data:`DIGIT_RUN_SHARE` of the shorter one.
-DIGIT_RUN_MIN = 4
+DIGIT_RUN_MIN = 5
 DIGIT_RUN_SHARE = 0.5
 
 #: The log-probability features of an occurrence (``recurrence`` is the fifth input).
@@ -324,10 +328,11 @@ def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueSco
     :func:`tail_scale`) that shares a run of digits (:func:`share_digit_run`) with a kept
     value of any type whose tail is better: the model wrote the surer value's digits and
     went astray where it doubted ("930-620-7542", tail -0.21, beside "930-620-2786", -0.07,
-    its last group taken from "914-398-7542"; "351 875 7491" beside "294 875 7491";
-    "May 1954-07-24" beside "1954-07-24"); it is dropped. A value the model writes with its
-    usual certainty is never a borrowing, however many digits it shares (numbers of one
-    office, dates of one year).
+    its last group taken from "914-398-7542"; "351 875 7491" beside "294 875 7491"); it is
+    dropped. A value the model writes with its usual certainty is never a borrowing, however
+    many digits it shares (numbers of one office), nor is a value beside one it contains or
+    is contained in (a value cut short is the parts rule's business: which of the two is
+    the memorised one, the digits do not say).
     """
     from rapidfuzz.distance import Levenshtein
 
@@ -373,7 +378,7 @@ def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueSco
         or not any(
             other.best.tail_min_k > vs.best.tail_min_k and share_digit_run(vs.value, other.value)
             for other in whole
-            if other is not vs
+            if other.value not in vs.value and vs.value not in other.value
         )
     ]
 
