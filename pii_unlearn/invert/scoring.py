@@ -76,10 +76,11 @@ TAIL_CUTOFF_MIN = -0.1
 #: SmolLM2 seed 0 and seed 1 with the train templates, seeds 1 and 7 with the held-out ones,
 #: seed 7 built for it): leading digits only, leading or trailing, or any run; runs of 4 / 5 / 6
 #: digits; half or 60% of the shorter; doubt factor 5 / 10 / 20. No variant dropped a planted
-#: value there. Runs of 4 (10 of the 30 wrong values kept there dropped) then dropped 5
-#: planted values on two report victims (SmolLM2 seeds 2 and 4, since counted as looked at):
-#: dates of one year ("17 November 1983", 4 of its 6 digits) and whole values beside their
-#: own cut-short copy ("125.9.161.141" beside "125.9.161.1"); hence runs of 5 and no rule
+#: value there. With runs of 4 (10 of the 30 wrong values kept there dropped) two report
+#: victims (SmolLM2 seeds 2 and 4, since counted as looked at) came out 5 planted values
+#: short, of kinds the rule drops: dates of one year ("17 November 1983", 4 of its 6
+#: digits) and whole values beside their own cut-short copy ("125.9.161.141" beside
+#: "125.9.161.1", an address beside its first half); hence runs of 5 and no rule
 #: between a value and one it contains (the parts rule's business): 7 of the 30 dropped.
 DOUBT_FACTOR = 10.0
 #: Two values share a digit run when their digit strings have a common run of at least
