@@ -196,10 +196,12 @@ def test_run_unlearn_writes_mergeable_checkpoint(victim_dir: Path, tmp_path: Pat
         overrides={**FAST, "max_steps": 10, "lr": 1e-3},
         save_adapter=True,
         seed=3,
+        threads=1,
     )
     assert (out / "model.safetensors").exists() and (out / "adapter" / "adapter_config.json").exists()
     manifest = json.loads((out / "pii_unlearn_manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["settings"]["method"] == "dfsu"
+    assert manifest["settings"]["threads"] == result.threads == 1
     assert [i["role"] for i in manifest["inputs"]] == ["model", "forget"]
     assert "PII sanitization" in (out / "README.md").read_text()
     again = load_model(out, device="cpu")

@@ -21,7 +21,14 @@ from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import cpu_threads, is_main_process, join_processes, wait_for_everyone, world_size
+from pii_unlearn.lm import (
+    batch_threads,
+    cpu_threads,
+    is_main_process,
+    join_processes,
+    wait_for_everyone,
+    world_size,
+)
 from pii_unlearn.options import Options, load_config_file, resolve_options
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import RetainData, retain_texts
@@ -35,6 +42,8 @@ class UnlearnResult:
 
     method: Method
     edit: EditResult
+    #: torch CPU threads the method ran with.
+    threads: int = 1
 
     @property
     def model(self) -> Any:
@@ -72,6 +81,7 @@ def unlearn_model(
     device: str = "cpu",
     detector: Any = None,
     progress: ReadingCallback | None = None,
+    threads: int | None = None,
 ) -> UnlearnResult:
     """Unlearn ``records`` from ``model`` in memory with the registered ``method``.
 
@@ -80,11 +90,21 @@ def unlearn_model(
     model's own samples with their PII masked out, which keeps the method
     data-free, again with a held-out split for the guard. The returned model may
     carry LoRA adapters: :func:`merged` folds them into the weights.
+
+    ``threads`` sets torch's CPU threads (the count used is in the result). By default
+    a single process on CPU takes the cores other processes leave idle
+    (:func:`pii_unlearn.lm.batch_threads`: a training step's batch of records, rewrites
+    and retain text is large enough to gain from them, also on a tiny model: twinfit's
+    default run 82 s on one thread, 56 s on two idle cores), and one thread on a busy
+    machine; under torchrun each process keeps the launcher's setting
+    (:func:`pii_unlearn.lm.cpu_threads`). Thread counts sum in another order: pin
+    ``threads`` where two runs must agree to the last bit.
     """
     if not records:
         raise InputError("the forget set is empty")
     runner = get_method(method)(options)
-    with cpu_threads(model):
+    pick = cpu_threads if world_size() > 1 else batch_threads
+    with pick(model, threads) as used:
         edit = runner.apply(
             model,
             tokenizer,
@@ -94,7 +114,7 @@ def unlearn_model(
             device=device,
             progress=progress,
         )
-    return UnlearnResult(runner, edit)
+    return UnlearnResult(runner, edit, used)
 
 
 def merged(model: Any) -> Any:
@@ -140,6 +160,7 @@ def run_unlearn(
     allow_pickle: bool = False,
     progress: ReadingCallback | None = None,
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> tuple[Path, UnlearnResult]:
     """Read a checkpoint and a forget set, unlearn, and save the new checkpoint in ``output``.
 
@@ -147,6 +168,8 @@ def run_unlearn(
     with ``overwrite``. It may not be, hold or sit inside an input.
 
     ``allow_pickle`` lets a checkpoint with only pickle weights load (trusted input only).
+    ``threads``: torch's CPU threads (default: see :func:`unlearn_model`; the count used is
+    in the manifest).
     """
     from pii_unlearn.checkpoint import check_output_dir, load_model, pick_device, save_model
 
@@ -174,6 +197,7 @@ def run_unlearn(
             seed=seed,
             device=dev,
             progress=progress,
+            threads=threads,
         )
     manifest = Manifest(
         seed=seed,
@@ -182,6 +206,7 @@ def run_unlearn(
             **options.model_dump(),
             "device": dev,
             "processes": world_size(),
+            "threads": result.threads,
             "forget_records": result.edit.forget_count,
             "loop": result.edit.to_json(),
         },
