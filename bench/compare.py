@@ -179,7 +179,15 @@ NOTES = """## How deep each method's removal is
   victim for less damage to the model's own text) is what brought the perplexity down here.
 - Wall time: the `twinfit` rows' unlearn column ran with two or three jobs on the 2 cores
   (105-240 s); alone, the default run took 142 s before the level term (`bench/twinfit.md`), which
-  adds no forward pass; the issue's target is 90 s; `dfsu` took 60-72 s on 2026-11-24.
+  adds no forward pass; the issue's target is 90 s; `dfsu` took 60-72 s on 2026-11-24. Since
+  2026-12-05 a single `unlearn` process trains on the cores other jobs leave idle (it ran on one
+  thread before): alone on the 2 cores, `pii-unlearn unlearn --method twinfit` with the defaults,
+  end to end (start-up, loading, retain text, 200 steps, saving), took 56 s on the seed-0 victim
+  and 51 s on the seed-3 one (forget sets from that day's `invert`, 71 and 70 records; one
+  thread on the seed-1 tuning victim: 82 s against 56 s on two). Audited (C = 1023, no probes):
+  seed 0 ERR 0.005, E-Hit 0, gap +0.32 bits, rank-1 0.9% (the null's 95% range ends at 0.9%),
+  MIA AUC 0.50 (0.40-0.59), held-out ppl -14%; seed 3 ERR 0.005, E-Hit 0.005, gap +0.55, rank-1
+  2.0% (null to 1.0%), AUC 0.60 (0.50-0.71), ppl -24%: the rows' depth, at a third of the time.
 - The data-free rows' forget sets of the 2026-11-24 rows come from `invert` as it was before
   issue 14's recall changes (commit d5f9243: recall 0.55 on the train-template victim, seed 0);
   the `twinfit` rows use today's `invert` (recall 0.90, `bench/invert.md`), so part of its lead
