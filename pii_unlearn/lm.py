@@ -8,6 +8,7 @@ training documents: with the BOS token first when the tokenizer has one.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -605,7 +606,18 @@ def join_processes(device: str | None = None) -> int:
         named = device not in (None, "auto")
         on_cpu = not torch.cuda.is_available() or (named and not str(device).startswith("cuda"))
         PartialState(cpu=on_cpu)
+        atexit.register(leave_processes)
     return world_size()
+
+
+def leave_processes() -> None:
+    """Destroy the process group, if this process joined one (registered at exit by
+    :func:`join_processes`): a gloo group left to the interpreter's teardown can abort a
+    process whose work is done ("terminate called without an active exception", exit -6)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard_map(items: Sequence[Any], compute: Callable[[Sequence[Any]], Sequence[Any]]) -> list[Any]:

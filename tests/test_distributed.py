@@ -181,6 +181,7 @@ TIED_SCRIPT = """
 import copy, sys, torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
+from pii_unlearn.lm import leave_processes
 from pii_unlearn.unlearn.engines import Fsdp2Weights
 torch.manual_seed(0)
 model = LlamaForCausalLM(LlamaConfig(
@@ -204,6 +205,7 @@ if accelerator.is_main_process:
     worst = max(float((got[k] - want[k]).abs().max()) for k in want)
     assert worst < 1e-6, worst
     open(sys.argv[1], "w").write(str(worst))
+leave_processes()
 """
 
 
@@ -221,6 +223,7 @@ import copy, sys, torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
 from pii_unlearn.unlearn.config import GradientOptions
+from pii_unlearn.lm import leave_processes
 from pii_unlearn.unlearn.engines import Fsdp2Weights, Zero3Weights, weights_for
 torch.manual_seed(0)
 model = LlamaForCausalLM(LlamaConfig(
@@ -252,6 +255,7 @@ whole = sum(p.numel() for p in model.parameters())
 assert worst < 1e-5, worst
 assert held < 0.75 * whole, (held, whole)
 open(sys.argv[1] + str(accelerator.process_index), "w").write(f"{worst} {held / whole}")
+leave_processes()
 """
 
 
