@@ -75,6 +75,10 @@ FSDP_OVERRIDES = {**OVERRIDES, "lora": "false", "lr": "0.001"}
 FULL_TOLERANCE = 3e-4
 
 
+#: What a rank that aborts in torch's teardown (a C++ thread still joinable at exit) prints.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def _torchrun(script: str, args: list[str], tmp_path: Path) -> None:
     """Run ``script`` on 2 CPU processes (gloo); skip where torch has no gloo."""
     path = tmp_path / "run.py"
@@ -86,6 +90,14 @@ def _torchrun(script: str, args: list[str], tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd += ["--master_addr", "127.0.0.1", "--master_port", str(port), str(path), *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 and TEARDOWN_ABORT in proc.stderr:
+        # a rank aborted in torch's own teardown (seen in 3 of ~5 full-suite runs on 2026-12-05,
+        # never when the test ran alone): run it once more, on a fresh port; a real failure fails
+        # twice, and every test checks what the ranks wrote
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            cmd[cmd.index("--master_port") + 1] = str(sock.getsockname()[1])
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 and "gloo" in proc.stderr.lower() and "not available" in proc.stderr.lower():
         pytest.skip("torch without gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]
