@@ -486,10 +486,11 @@ def batch_threads(model: Any, threads: int | None = None) -> Iterator[int]:
     a batch of a thousand continuations keeps every core busy (on 2 idle cores the
     audit's exposure ranking runs 1.4x faster than on one), while on a machine
     other jobs already load, one thread avoids the spin-waiting that makes threads
-    slower than none (see :func:`cpu_threads`). Off CPU, or with ``threads`` given,
-    as :func:`cpu_threads`.
+    slower than none (see :func:`cpu_threads`). Off CPU, with ``threads`` given, or in
+    one of several processes (``torchrun``: the cores are the launcher's to share out, and
+    each process taking every idle one would oversubscribe them), as :func:`cpu_threads`.
     """
-    if threads is None and model_device(model).type == "cpu":
+    if threads is None and model_device(model).type == "cpu" and world_size() == 1:
         threads = idle_cores()
     with cpu_threads(model, threads) as used:
         yield used
@@ -606,6 +607,7 @@ def join_processes(device: str | None = None) -> int:
         named = device not in (None, "auto")
         on_cpu = not torch.cuda.is_available() or (named and not str(device).startswith("cuda"))
         PartialState(cpu=on_cpu)
+        atexit.unregister(leave_processes)  # once, however many steps of a pipeline join
         atexit.register(leave_processes)
     return world_size()
 

@@ -84,20 +84,21 @@ def _torchrun(script: str, args: list[str], tmp_path: Path) -> None:
     path = tmp_path / "run.py"
     path.write_text(script)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    with socket.socket() as sock:  # a free loopback port for the rendezvous (port 0 hangs torchrun)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    cmd += ["--master_addr", "127.0.0.1", "--master_port", str(port), str(path), *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+    def launch() -> subprocess.CompletedProcess[str]:
+        with socket.socket() as sock:  # a free loopback port for the rendezvous (port 0 hangs torchrun)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        cmd += ["--master_addr", "127.0.0.1", "--master_port", str(port), str(path), *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+    proc = launch()
     if proc.returncode != 0 and TEARDOWN_ABORT in proc.stderr:
         # a rank aborted in torch's own teardown (seen in 3 of ~5 full-suite runs on 2026-12-05,
         # never when the test ran alone): run it once more, on a fresh port; a real failure fails
         # twice, and every test checks what the ranks wrote
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            cmd[cmd.index("--master_port") + 1] = str(sock.getsockname()[1])
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        proc = launch()
     if proc.returncode != 0 and "gloo" in proc.stderr.lower() and "not available" in proc.stderr.lower():
         pytest.skip("torch without gloo")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -296,7 +296,11 @@ def tail_cutoff(values: Sequence[ValueScore], threshold: float) -> float | None:
     is :data:`TAIL_OUTLIER_FACTOR` times it, at most :data:`TAIL_CUTOFF_MIN`. None (no
     cutoff) when there is no scale.
     """
-    scale = tail_scale(values, threshold)
+    return _cutoff_at(tail_scale(values, threshold))
+
+
+def _cutoff_at(scale: float | None) -> float | None:
+    """:func:`tail_cutoff` for a known :func:`tail_scale`."""
     return None if scale is None else min(TAIL_OUTLIER_FACTOR * scale, TAIL_CUTOFF_MIN)
 
 
@@ -338,7 +342,7 @@ def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueSco
     from rapidfuzz.distance import Levenshtein
 
     scale = tail_scale(values, threshold)
-    cutoff = tail_cutoff(values, threshold)
+    cutoff = _cutoff_at(scale)
     confident = sorted(
         (
             i

@@ -21,14 +21,7 @@ from typing import Any
 
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, Timer, read_records
 from pii_unlearn.errors import InputError
-from pii_unlearn.lm import (
-    batch_threads,
-    cpu_threads,
-    is_main_process,
-    join_processes,
-    wait_for_everyone,
-    world_size,
-)
+from pii_unlearn.lm import batch_threads, is_main_process, join_processes, wait_for_everyone, world_size
 from pii_unlearn.options import Options, load_config_file, resolve_options
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import RetainData, retain_texts
@@ -96,15 +89,13 @@ def unlearn_model(
     (:func:`pii_unlearn.lm.batch_threads`: a training step's batch of records, rewrites
     and retain text is large enough to gain from them, also on a tiny model: twinfit's
     default run 82 s on one thread, 56 s on two idle cores), and one thread on a busy
-    machine; under torchrun each process keeps the launcher's setting
-    (:func:`pii_unlearn.lm.cpu_threads`). Thread counts sum in another order: pin
-    ``threads`` where two runs must agree to the last bit.
+    machine; under torchrun each process keeps the launcher's setting. Thread counts sum
+    in another order: pin ``threads`` where two runs must agree to the last bit.
     """
     if not records:
         raise InputError("the forget set is empty")
     runner = get_method(method)(options)
-    pick = cpu_threads if world_size() > 1 else batch_threads
-    with pick(model, threads) as used:
+    with batch_threads(model, threads) as used:
         edit = runner.apply(
             model,
             tokenizer,
