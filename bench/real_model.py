@@ -163,7 +163,8 @@ HELDOUT_NOTES = """Notes (run of 2026-12-03; every step shared the 2 cores with 
   Unlearn 1970 s, audit 543 s. `invert` found 70% of this victim's values, so part of what is
   left may be values no forget record carries (not checked); relearning probe not run.
 - Not run on this victim: the other methods, the relearning probe."""
-REBUILD_NOTES = """Notes (runs of 2026-12-04; `npo + retain` shared the 2 cores with a CI run).
+REBUILD_NOTES = """Notes (runs of 2026-12-04, the `unpii-*` rows of 2026-12-05; `npo + retain` shared the 2
+cores with a CI run).
 - This victim is `make-victim --base --seed 0` with the train templates, built again on
   2026-12-04 in a freshly installed environment (the packages resolved anew within
   `pyproject.toml`'s ranges). It memorised as much (conditioned ERR 0.919, 12 epochs), but it is
@@ -212,7 +213,27 @@ REBUILD_NOTES = """Notes (runs of 2026-12-04; `npo + retain` shared the 2 cores 
   (278 s, [invert.md](invert.md)): within issue 18's 30. This audit ran after generation was
   made to stop at the tokenizer's EOS too (2026-12-04); the original's and the other rows'
   audits ran before (greedy readings of a value after its context do not depend on it).
-- Not run on this victim: `dfsu`, `ga` and `npo` data-free, `unpii-*`, `nspu`."""
+- `unpii-npo` and `unpii-ga` data-free (2026-12-05; UnPII's defaults: LoRA, lr 1e-3, each record's
+  loss weighted by 1 + its PII Risk Index from `risk-score`, KL on the model's own masked samples,
+  guard on the built-in English paragraphs; the unlearning and audit shared the 2 cores with
+  two other jobs, so wall times are high by up to 3x): as data-free `ga` and `dfsu` on the
+  first build, the built-in guard stops them. At lr 1e-3 it read +10% (`unpii-npo`) and +29%
+  (`unpii-ga`) at step 10 (forget-set ERR 0.81 -> 0.58), the backoff halved the rate, step 10
+  read -1.4% / -0.0% (ERR 0.69 / 0.72) and step 20 +10% / +47% (ERR 0.58 / 0.54), so step 10
+  of the half rate was kept. Audit: ERR 0.868 -> 0.774 / 0.849, every value still first of 128
+  (gap +5.27 / +5.26, MIA AUC 1.00), held-out perplexity +4.9% / -0.4%. The risk weights
+  change which records push hardest, not what stops the run.
+- `unpii-dpo` data-free was started after them and stopped by hand after 67 minutes of unlearning
+  on cores shared three ways (its chosen and rejected texts and the frozen reference make each
+  step about twice NPO's); not in the table.
+- `twinfit` data-free again with today's `invert` (2026-12-05: recall 0.925 at precision 0.925,
+  53 values, against this table's 0.755 / 0.909; same recipe, no `--retain`; every step shared
+  the cores, so not a row of this table, whose rows share its forget set): all 60 steps ran
+  (the guard read -6.5% at step 60); ERR 0.019 (1 of 53), constrained and int4 ERR 0.019, E-Hit
+  0; gap +0.52 bits (+0.90 above), but 7 of 53 first of 128 (1 above) and MIA AUC 0.70;
+  held-out perplexity 4.27 -> 3.21 (-25%). Unlearning 2353 s and audit 1006 s on shared cores.
+  Details in [twinfit.md](twinfit.md).
+- Not run on this victim: `dfsu`, `ga` and `npo` data-free, `nspu`."""
 HELDOUT_REBUILD_NOTES = """Notes (runs of 2026-12-04, late, alone on the cores).
 - The victim is `make-victim --base --seed 3 --templates heldout` built on 2026-12-04 (a rebuild
   of [real_model_heldout.md](real_model_heldout.md)'s victim, not the same model), the report
