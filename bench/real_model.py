@@ -224,8 +224,10 @@ cores with a CI run).
   (gap +5.27 / +5.26, MIA AUC 1.00), held-out perplexity +4.9% / -0.4%. The risk weights
   change which records push hardest, not what stops the run.
 - `unpii-dpo` data-free was started after them and stopped by hand after 67 minutes of unlearning
-  on cores shared three ways (its chosen and rejected texts and the frozen reference make each
-  step about twice NPO's); not in the table.
+  on cores shared three ways (each step runs both the chosen and the rejected text through the
+  model, the frozen reference's scores being computed once before training: twice NPO's
+  forward and backward work per step; its speed alone was not measured); not
+  in the table.
 - `twinfit` data-free again with today's `invert` (2026-12-05: recall 0.925 at precision 0.925,
   53 values, against this table's 0.755 / 0.909; same recipe, no `--retain`; every step shared
   the cores, so not a row of this table, whose rows share its forget set): all 60 steps ran
