@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from pii_unlearn.invert import (
 )
 from pii_unlearn.invert.allocate import allocate, explore_per_prompt, explore_plan, round_budget
 from pii_unlearn.invert.base import parse_prompt_lines
+from pii_unlearn.invert.pool import MAX_HARVESTED_CHARS, Pool, enumerated_openings, harvested_prefixes
 from pii_unlearn.invert.scoring import (
     RECURRENCE_CAP,
     VARIANT_RECURRENCE_FACTOR,
@@ -269,6 +271,31 @@ def test_prompt_lines_and_builtin_openers() -> None:
     # Nothing is taken from the victim's templates.
     victim_heads = {t.split("{")[0].strip() for t in VICTIM_TEMPLATES}
     assert not victim_heads & {o.strip() for o in openers}
+
+
+def test_record_openings_of_the_empty_prompt_are_harvested_unconfirmed() -> None:
+    pool = Pool()
+    texts = {
+        ("", "Pharmacy refill for Ann Lee, card 4111", "enumerated"),
+        ("", "Pharmacy refill for Bo Chan, card 4222", "enumerated"),
+        ("Email:", "Email: Ann Lee wrote", "enumerated"),  # a prompt's enumeration: not the model's own
+        ("", "Note about Ann Lee", "sample"),
+        ("", "Ann Lee opened it", "enumerated"),  # nothing before the value: no opening
+        ("", "x" * (MAX_HARVESTED_CHARS + 1) + " Ann Lee", "enumerated"),  # too long to be an opener
+    }
+    for prompt, text, kind in sorted(texts):
+        i, _ = pool.add(prompt, text, set(), kind)
+        start = text.index("Ann") if "Ann" in text else text.index("Bo")
+        pool.extend(
+            [
+                Occurrence(
+                    sample=i, text=text, start=start, end=start + 6, entity_type="PERSON", detector_score=1
+                )
+            ]
+        )
+    # neither first value is memorised, yet the opening is harvested once
+    assert enumerated_openings(pool) == ["Pharmacy refill for"]
+    assert harvested_prefixes(pool, set()) == Counter()
 
 
 def test_allocate_is_proportional_and_exact() -> None:

@@ -155,7 +155,30 @@ def harvested_prefixes(pool: Pool, memorised: set[tuple[str, str]]) -> Counter[s
         occ = pool.first(i)
         if occ is None or (occ.value, occ.entity_type) not in memorised:
             continue
-        prefix = occ.text[: occ.start].rstrip()
-        if prefix.strip() and len(prefix) <= MAX_HARVESTED_CHARS:
+        prefix = opening(occ)
+        if prefix:
             seen.setdefault(prefix, set()).add((occ.value, occ.entity_type))
     return Counter({p: len(v) for p, v in seen.items()})
+
+
+def enumerated_openings(pool: Pool) -> list[str]:
+    """The text before the first value of each text enumerated from the empty prompt, sure or not.
+
+    These are the model's own most likely record openings (a few dozen): a
+    record template whose first value the samples have not confirmed yet is
+    still one of them, so it can be harvested before that value is kept.
+    """
+    found: dict[str, None] = {}
+    for i in pool.by_text:
+        occ = pool.first(i)
+        if occ is not None and pool.kind[i] == "enumerated" and not pool.prompt_of[i]:
+            prefix = opening(occ)
+            if prefix:
+                found.setdefault(prefix)
+    return list(found)
+
+
+def opening(occ: Occurrence) -> str:
+    """The text before an occurrence, usable as a harvested opener ('' when empty or too long)."""
+    prefix = occ.text[: occ.start].rstrip()
+    return prefix if prefix.strip() and len(prefix) <= MAX_HARVESTED_CHARS else ""

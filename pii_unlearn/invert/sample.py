@@ -53,7 +53,13 @@ from pii_unlearn.invert.base import (
     texts_digest,
 )
 from pii_unlearn.invert.continuations import branch_heads, greedy_texts, sample_texts
-from pii_unlearn.invert.pool import Pool, detect_occurrences, harvested_prefixes, heads_to_refine
+from pii_unlearn.invert.pool import (
+    Pool,
+    detect_occurrences,
+    enumerated_openings,
+    harvested_prefixes,
+    heads_to_refine,
+)
 from pii_unlearn.invert.records import pool_records
 from pii_unlearn.invert.scoring import (
     CALIBRATION,
@@ -71,6 +77,9 @@ NAME = "sample"
 MAX_NEW_HARVESTED = 16
 #: Sampling priority of an enumerated prefix before any sample from it (enumeration took its likely values).
 ENUMERATED_PRIOR = 0.1
+#: Sampling priority of an opening the empty prompt's enumeration wrote, before any sample from it: that of a
+#: harvested prefix that led to one memorised value (its first value may be one not yet confirmed).
+OPENING_PRIOR = 0.5
 
 
 class SampleOptions(InvertOptions):
@@ -228,13 +237,23 @@ class _Run:
         return refined
 
     def harvest(self) -> int:
-        """Add the most productive new harvested prefixes as arms; how many were added."""
+        """Add the empty prompt's record openings and the most productive new harvested prefixes as arms.
+
+        Returns how many arms were added.
+        """
+        openings = 0
+        # every record opening the model writes unprompted, before its first value is confirmed: a
+        # template whose value stays at one sample would otherwise never be harvested (seed variance)
+        for prefix in enumerated_openings(self.pool):
+            if prefix not in self.arms:
+                self.arms[prefix] = Arm(prefix, harvested=True, prior=OPENING_PRIOR)
+                openings += 1
         added = 0
         for prefix, n_values in harvested_prefixes(self.pool, self.memorised).most_common():
             if prefix not in self.arms and added < MAX_NEW_HARVESTED:
                 self.arms[prefix] = Arm(prefix, harvested=True, prior=min(1.0, n_values / 2))
                 added += 1
-        return added
+        return openings + added
 
     def round(self, round_no: int, explore: int) -> bool:
         """One round of sampling (and enumeration, refinement, scoring); whether it drew anything."""
