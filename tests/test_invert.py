@@ -30,7 +30,8 @@ from pii_unlearn.invert import (
 )
 from pii_unlearn.invert.allocate import allocate, explore_per_prompt, explore_plan, round_budget
 from pii_unlearn.invert.base import parse_prompt_lines
-from pii_unlearn.invert.pool import MAX_HARVESTED_CHARS, Pool, enumerated_openings, harvested_prefixes
+from pii_unlearn.invert.continuations import stems
+from pii_unlearn.invert.pool import MAX_HARVESTED_CHARS, Pool, harvested_prefixes, own_openings
 from pii_unlearn.invert.scoring import (
     RECURRENCE_CAP,
     VARIANT_RECURRENCE_FACTOR,
@@ -261,6 +262,27 @@ def test_memorised_value_outscores_a_swapped_fake(victim: Any, victim_dir: Path)
     assert real.memorization >= 0.5 > swapped.memorization
 
 
+def test_stems_cut_a_record_opening_where_the_model_picks_a_value(victim: Any, victim_dir: Path) -> None:
+    """A harvested opening that runs into a record's (undetected) name is cut back to the template's words."""
+    records = [r for r in read_records(victim_dir / PLANTED_FILE) if r.spans]
+    first = [min(r.spans, key=lambda s: s.start) for r in records]
+    openings = [r.text[: s.start].rstrip() for r, s in zip(records, first, strict=True)]
+    shared = Counter(openings)
+    cases = [
+        (o, r.text[: s.end + 5])
+        for o, r, s in zip(openings, records, first, strict=True)
+        if shared[o] >= 3 and o.strip()
+    ]
+    assert len(cases) >= 12
+    got = stems(victim, [text for _, text in cases], batch_size=8)
+    assert all(text.startswith(stem) and stem for stem, (_, text) in zip(got, cases, strict=True))
+    exact = sum(stem == opening for stem, (opening, _) in zip(got, cases, strict=True))
+    assert exact >= 0.9 * len(cases), list(zip(got, cases, strict=True))  # 47 of 48 when written
+    # nothing to cut: template words the model writes surely after their first token stay whole
+    multiword = [o for o in shared if len(o.split()) > 2]
+    assert multiword and stems(victim, multiword, batch_size=8) == multiword
+
+
 # --- prompts, allocation, templates --------------------------------------------------------
 
 
@@ -273,29 +295,28 @@ def test_prompt_lines_and_builtin_openers() -> None:
     assert not victim_heads & {o.strip() for o in openers}
 
 
-def test_record_openings_of_the_empty_prompt_are_harvested_unconfirmed() -> None:
+def test_the_models_own_record_openings_are_harvested_before_their_value_is_confirmed() -> None:
     pool = Pool()
-    texts = {
+    texts = [
         ("", "Pharmacy refill for Ann Lee, card 4111", "enumerated"),
-        ("", "Pharmacy refill for Bo Chan, card 4222", "enumerated"),
-        ("Email:", "Email: Ann Lee wrote", "enumerated"),  # a prompt's enumeration: not the model's own
-        ("", "Note about Ann Lee", "sample"),
-        ("", "Ann Lee opened it", "enumerated"),  # nothing before the value: no opening
+        ("", "Pharmacy refill for Bo Chan, card 4222", "enumerated"),  # the same opening: once
+        ("Email:", "Email: Ann Lee wrote", "enumerated"),  # a prompt's words, not the model's own
+        ("", "Note about Ann Lee", "sample"),  # sampled: only once its first value is memorised
+        ("", "Memo for Bo Chan", "sample"),
+        ("", "Ann Lee opened it", "enumerated"),  # nothing before the value
         ("", "x" * (MAX_HARVESTED_CHARS + 1) + " Ann Lee", "enumerated"),  # too long to be an opener
-    }
-    for prompt, text, kind in sorted(texts):
+    ]
+    for prompt, text, kind in texts:
         i, _ = pool.add(prompt, text, set(), kind)
-        start = text.index("Ann") if "Ann" in text else text.index("Bo")
-        pool.extend(
-            [
-                Occurrence(
-                    sample=i, text=text, start=start, end=start + 6, entity_type="PERSON", detector_score=1
-                )
-            ]
+        name = "Ann Lee" if "Ann" in text else "Bo Chan"
+        start = text.index(name)
+        occ = Occurrence(
+            sample=i, text=text, start=start, end=start + 7, entity_type="PERSON", detector_score=1
         )
-    # neither first value is memorised, yet the opening is harvested once
-    assert enumerated_openings(pool) == ["Pharmacy refill for"]
-    assert harvested_prefixes(pool, set()) == Counter()
+        pool.extend([occ])
+    memorised = {("Bo Chan", "PERSON")}
+    assert own_openings(pool, memorised) == ["Pharmacy refill for", "Memo for"]
+    assert harvested_prefixes(pool, memorised) == Counter({"Pharmacy refill for": 1, "Memo for": 1})
 
 
 def test_allocate_is_proportional_and_exact() -> None:

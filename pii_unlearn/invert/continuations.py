@@ -14,12 +14,15 @@ import torch
 
 from pii_unlearn.checkpoint import LoadedModel
 from pii_unlearn.invert.base import Progress
-from pii_unlearn.lm import batched, encode, generate, model_device
+from pii_unlearn.lm import batched, encode, generate, model_device, text_token_logprobs
 
 #: Enumeration stops branching where the most likely next token is at least this likely...
 BRANCH_CONFIDENT = 0.9
 #: ...and considers at most this many alternatives per position.
 BRANCH_WIDTH = 32
+#: A record opening is cut where the model's own next token is less likely than this: a slot it fills
+#: with one of several values (a name after "Background screening of"), not fixed template text.
+STEM_MIN_PROB = 0.5
 
 
 def call_seed(seed: int, round_no: int, batch_no: int) -> int:
@@ -181,3 +184,30 @@ def _select_rows(caches: Sequence[Any], rows: Sequence[tuple[int, int]], device:
         values = torch.cat([layers[layer][1] for layers in legacy]).index_select(0, index)
         picked.append((keys, values))
     return DynamicCache(picked)
+
+
+@torch.no_grad()
+def stems(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int) -> list[str]:
+    """Each text cut before its first token (after the first) the model writes with less than even odds.
+
+    A greedily written record opening runs on past the template's fixed words into
+    a value the detector missed ("Background screening of Teresa Moran: SSN" when the
+    name went untagged): as a harvested prefix it would lead to that one record. Its
+    stem ("Background screening of") leads to all of them. A text with no such token,
+    or whose stem would be empty, is kept whole.
+    """
+    out: list[str] = []
+    floor = math.log(STEM_MIN_PROB)
+    scored = text_token_logprobs(loaded.model, loaded.tokenizer, list(texts), batch_size=batch_size)
+    for text, (logprobs, offsets) in zip(texts, scored, strict=True):
+        cut = next(
+            (
+                start
+                for k, (lp, (start, _)) in enumerate(zip(logprobs, offsets, strict=True))
+                if k and lp < floor
+            ),
+            len(text),
+        )
+        stem = text[:cut].rstrip()
+        out.append(stem if stem.strip() else text)
+    return out

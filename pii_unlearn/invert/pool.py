@@ -161,17 +161,22 @@ def harvested_prefixes(pool: Pool, memorised: set[tuple[str, str]]) -> Counter[s
     return Counter({p: len(v) for p, v in seen.items()})
 
 
-def enumerated_openings(pool: Pool) -> list[str]:
-    """The text before the first value of each text enumerated from the empty prompt, sure or not.
+def own_openings(pool: Pool, memorised: set[tuple[str, str]]) -> list[str]:
+    """The text before the first value of each text the model wrote unprompted (the empty prompt's).
 
-    These are the model's own most likely record openings (a few dozen): a
-    record template whose first value the samples have not confirmed yet is
-    still one of them, so it can be harvested before that value is kept.
+    Every text the empty prompt's enumeration wrote counts, its first value
+    confirmed or not: these are the model's own most likely record openings (a
+    few dozen), so a template whose first value the samples have not confirmed
+    yet is still among them. A sampled or refined text counts once its first
+    value is memorised. Texts of other prompts are left out: their openings
+    start with words the model did not choose.
     """
     found: dict[str, None] = {}
     for i in pool.by_text:
         occ = pool.first(i)
-        if occ is not None and pool.kind[i] == "enumerated" and not pool.prompt_of[i]:
+        if occ is None or pool.prompt_of[i]:
+            continue
+        if pool.kind[i] == "enumerated" or (occ.value, occ.entity_type) in memorised:
             prefix = opening(occ)
             if prefix:
                 found.setdefault(prefix)

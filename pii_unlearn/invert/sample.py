@@ -9,7 +9,13 @@
 3. Exploit: the model's own samples tell where its PII lives. The text before
    the first memorised value of a sample (``Customer``, ``Contact:``, whatever
    the model wrote) becomes a *harvested* opener, whose likely continuations are
-   first enumerated. The rest of the budget goes, round by round, to the openers
+   first enumerated. The record openings the model writes unprompted (those the
+   empty prompt's enumeration wrote even before their first value is confirmed)
+   are harvested too, cut back to their *stem*: the words before the first token
+   the model writes with less than even odds ("Background screening of", not
+   "Background screening of Teresa Moran: SSN" when the detector missed the name),
+   so one opening leads to every record of its template. The rest of the budget
+   goes, round by round, to the openers
    and harvested prefixes in proportion to their chance of producing a value not
    seen yet (:mod:`pii_unlearn.invert.allocate`). Nothing here reads training
    data: every harvested prefix is text the model generated.
@@ -52,13 +58,13 @@ from pii_unlearn.invert.base import (
     summarize,
     texts_digest,
 )
-from pii_unlearn.invert.continuations import branch_heads, greedy_texts, sample_texts
+from pii_unlearn.invert.continuations import branch_heads, greedy_texts, sample_texts, stems
 from pii_unlearn.invert.pool import (
     Pool,
     detect_occurrences,
-    enumerated_openings,
     harvested_prefixes,
     heads_to_refine,
+    own_openings,
 )
 from pii_unlearn.invert.records import pool_records
 from pii_unlearn.invert.scoring import (
@@ -142,6 +148,8 @@ class _Run:
         self.values: list[ValueScore] = []
         self.kept: list[ValueScore] = []
         self.memorised: set[tuple[str, str]] = set()
+        #: Record openings of the empty prompt already stemmed and made arms.
+        self.seen_openings: set[str] = set()
         self.rounds: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         #: Tokens generated per phase (sampling, enumerating, refining).
@@ -237,23 +245,30 @@ class _Run:
         return refined
 
     def harvest(self) -> int:
-        """Add the empty prompt's record openings and the most productive new harvested prefixes as arms.
+        """Add the most productive new harvested prefixes and the stems of record openings as arms.
 
-        Returns how many arms were added.
+        A record opening is the text before the first value of a text the model wrote
+        unprompted (:func:`~pii_unlearn.invert.pool.own_openings`: enumerated ones whether
+        or not their value is confirmed, since a template whose first value stays at one
+        sample would otherwise never be harvested); its stem
+        (:func:`~pii_unlearn.invert.continuations.stems`) leads to every record of its
+        template, not only the one whose undetected name it runs into. Returns how many
+        arms were added.
         """
-        openings = 0
-        # every record opening the model writes unprompted, before its first value is confirmed: a
-        # template whose value stays at one sample would otherwise never be harvested (seed variance)
-        for prefix in enumerated_openings(self.pool):
-            if prefix not in self.arms:
-                self.arms[prefix] = Arm(prefix, harvested=True, prior=OPENING_PRIOR)
-                openings += 1
+        # stems first: of arms equally likely to give a new value, the earlier is enumerated first
+        stemmed = 0
+        fresh = [p for p in own_openings(self.pool, self.memorised) if p not in self.seen_openings]
+        self.seen_openings.update(fresh)
+        for stem in stems(self.loaded, fresh, batch_size=self.options.batch_size) if fresh else []:
+            if stem not in self.arms:
+                self.arms[stem] = Arm(stem, harvested=True, prior=OPENING_PRIOR)
+                stemmed += 1
         added = 0
         for prefix, n_values in harvested_prefixes(self.pool, self.memorised).most_common():
             if prefix not in self.arms and added < MAX_NEW_HARVESTED:
                 self.arms[prefix] = Arm(prefix, harvested=True, prior=min(1.0, n_values / 2))
                 added += 1
-        return openings + added
+        return stemmed + added
 
     def round(self, round_no: int, explore: int) -> bool:
         """One round of sampling (and enumeration, refinement, scoring); whether it drew anything."""
