@@ -42,8 +42,11 @@ from typing import Any
 from pii_unlearn.artifacts import Record, read_manifest, read_records
 from pii_unlearn.synth.victim import PLANTED_FILE, VictimConfig, build_victim
 
-#: Runs: (label, strategy, seed, extra CLI arguments). The sample strategy runs with its defaults.
-RUNS: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (("sample (defaults)", "sample", 0, ()),)
+#: Runs: (label, strategy, extra CLI arguments), each with every seed of ``--seeds``. The sample strategy
+#: runs with its defaults.
+RUNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (("sample (defaults)", "sample", ()),)
+#: ``invert`` seeds each tiny victim is run with (recall varies with the seed: see the notes).
+SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 #: What the figures mean, written under the tables.
 NOTES: tuple[str, ...] = (
     "Notes:",
@@ -277,15 +280,28 @@ def calibrate(workdir: Path, extra: list[Path]) -> None:
     print(json.dumps({"bias": round(float(model.intercept_[0]), 3), **fitted}, indent=2))
 
 
-#: Victims: (seed, template set). Seed 0 with the train templates is the demo's; the held-out
-#: victims use phrasings and seeds that no default of `invert` or `detect` was fitted or looked at.
-VICTIMS: tuple[tuple[int, str], ...] = ((0, "train"), (5, "heldout"), (6, "heldout"))
+#: Victims: (seed, template set, role). Seed 0 with the train templates is the demo's. "report": phrasings
+#: and seeds no default of `invert` or `detect` was fitted on or looked at; "looked at": a report victim
+#: a later rule was found on (held-out seed 5: the stems of record openings, 2026-12-05); "fitting":
+#: victims the rules were tried on (seed 1 train; held-out seed 9, built 2026-12-05).
+VICTIMS: tuple[tuple[int, str, str], ...] = (
+    (0, "train", "report"),
+    (6, "heldout", "report"),
+    (10, "heldout", "report, new"),
+    (5, "heldout", "looked at"),
+    (9, "heldout", "fitting"),
+    (1, "train", "fitting"),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    victims = [f"{s}:{t}" for s, t in VICTIMS]
-    parser.add_argument("--victims", nargs="+", default=victims, help="SEED:TEMPLATES pairs")
+    victims = [f"{s}:{t}:{role}" for s, t, role in VICTIMS]
+    parser.add_argument("--victims", nargs="+", default=victims, help="SEED:TEMPLATES[:ROLE] triples")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="invert seeds per victim")
+    parser.add_argument(
+        "--reuse", action="store_true", help="score the outputs of an earlier run with the same workdir again"
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pii-unlearn-bench")
     parser.add_argument("--calibrate", action="store_true", help="Fit the memorisation calibration instead.")
     parser.add_argument(
@@ -314,21 +330,27 @@ def main() -> None:
     load = os.getloadavg()
     results = []
     for spec in args.victims:
-        seed_text, _, templates = spec.partition(":")
+        seed_text, templates, role = ([*spec.split(":", 2), "", ""])[:3]
         vseed, templates = int(seed_text), templates or "train"
+        name = f"{templates} templates, seed {vseed}" + (f" ({role})" if role else "")
         victim = args.workdir / f"victim-{vseed}-{templates}"
         if not (victim / "config.json").exists():
             build_victim(victim, VictimConfig(seed=vseed, templates=templates))
         planted_records = read_records(victim / PLANTED_FILE)
         planted = planted_values(planted_records)
         ceiling = detector_ceiling(planted_records)
-        for label, strategy, seed, extra in RUNS:
+        for (label, strategy, extra), seed in ((run, seed) for run in RUNS for seed in args.seeds):
             out = args.workdir / f"probes-{vseed}-{templates}-{strategy}-{seed}.jsonl"
-            seconds = run_cli(victim, out, strategy, seed, extra)
+            wall = out.with_name(out.name + ".wall")
+            if args.reuse and wall.exists():
+                seconds = float(wall.read_text())
+            else:
+                seconds = run_cli(victim, out, strategy, seed, extra)
+                wall.write_text(f"{seconds}\n")
             manifest = read_manifest(out) or {}
             res = score(output_values(out), planted)
             res.update(label=label, strategy=strategy, seed=seed, seconds=seconds, manifest=manifest)
-            res.update(victim=f"{templates} templates, seed {vseed}", ceiling=ceiling, planted=len(planted))
+            res.update(victim=name, ceiling=ceiling, planted=len(planted))
             results.append(res)
             print(
                 f"{res['victim']}: {label} seed {seed}: recall {res['recall']:.3f} precision "
@@ -388,6 +410,18 @@ def write_report(results: list[dict[str, Any]], load: Any) -> None:
             f"| {r['victim']} | {r['label']}{' ✓' if good else ''} | {r['seed']} | {r['planted']} | "
             f"{r['ceiling']:.3f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['lenient_precision']:.3f} | "
             f"{r['values']} | {r['seconds']:.1f} |"
+        )
+    lines += ["", "Seed to seed (each victim's runs above):", ""]
+    lines += ["| victim | seeds | recall mean (min-max) | precision mean (min-max) |", "|---|---|---|---|"]
+    by_victim: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_victim.setdefault(r["victim"], []).append(r)
+    for victim, rows in by_victim.items():
+        rec, prec = [r["recall"] for r in rows], [r["precision"] for r in rows]
+        seeds = ", ".join(str(r["seed"]) for r in rows)
+        lines.append(
+            f"| {victim} | {seeds} | {sum(rec) / len(rec):.3f} ({min(rec):.3f}-{max(rec):.3f}) | "
+            f"{sum(prec) / len(prec):.3f} ({min(prec):.3f}-{max(prec):.3f}) |"
         )
     lines += ["", "Recall per entity type (found / planted):", ""]
     types = sorted({t for r in results for t in r["per_type"]})

@@ -83,8 +83,8 @@ NAME = "sample"
 MAX_NEW_HARVESTED = 16
 #: Sampling priority of an enumerated prefix before any sample from it (enumeration took its likely values).
 ENUMERATED_PRIOR = 0.1
-#: Sampling priority of an opening the empty prompt's enumeration wrote, before any sample from it: that of a
-#: harvested prefix that led to one memorised value (its first value may be one not yet confirmed).
+#: Sampling priority of the stem of one of the model's own record openings, before any sample from it: that of
+#: a harvested prefix that led to one memorised value (the opening's value may not be confirmed yet).
 OPENING_PRIOR = 0.5
 
 
@@ -148,7 +148,7 @@ class _Run:
         self.values: list[ValueScore] = []
         self.kept: list[ValueScore] = []
         self.memorised: set[tuple[str, str]] = set()
-        #: Record openings of the empty prompt already stemmed and made arms.
+        #: The model's own record openings already stemmed (their stems are arms).
         self.seen_openings: set[str] = set()
         self.rounds: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
