@@ -51,57 +51,70 @@ SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 NOTES: tuple[str, ...] = (
     "Notes:",
     "",
-    "- What the sample strategy misses is now mostly values the model is never led to write: the "
-    "inversion finds a record's first values and those that follow them, but a record whose opening "
-    "the openers and harvested prefixes never reach stays unseen (IBANs and people's names most). "
+    "- What the sample strategy misses on the tiny victims is now mostly people's names (45-58 of "
+    "63-64 found, every other type 87-100%), values the model is never led to write or the detector "
+    "does not tag where it is written (the detector ceiling counts the second on the planted "
+    "texts). "
     "Lenient precision counts output values that are part of a planted value (a city or street "
     "written alone, a date without its year): memorised text, cut short.",
-    "- Seed to seed (2026-12-05): every row above is one `invert` run with seed 0. The same defaults "
-    "with other seeds vary widely on the tiny held-out-template victims: on report victim seed 5 "
-    "(0.905 / 0.968 with seed 0) seeds 1-5 gave recall 0.905, 0.895, 0.885, 0.755 and 0.795 "
-    "(precision 0.957-0.981); on a victim built that day (seed 9, held-out templates; looked at, so "
-    "no longer a report victim) seeds 0-9 gave 0.910, 0.620, 0.850, 0.905, 0.900, 0.825, 0.705, "
-    "0.905, 0.815 and 0.605 (precision 0.899-0.968). Where recall falls, whole record templates are "
-    "missed, not single values: with seed 9 on that victim 7 of 8 'Pharmacy refill ...', 'Background "
-    "screening ...' and 'HR record ...' records. The empty prompt's enumeration opens each of them "
-    "once (greedy, one record each: 'Pharmacy refill for Melissa Davis (DOB Oct 25, 2006); ...'); "
-    "what finds the rest is that record's opening becoming a harvested prefix ('Pharmacy refill for',"
-    " then enumerating the names after it), and a prefix is harvested only once its first value is "
-    "kept. With seed 0 samples wrote 'Melissa Davis' again and the prefix was harvested; with seed 9 "
-    "the name stayed at one sample, below the keep threshold, and the harvest's places went to "
-    "prefixes of garbled samples ('Record4685523104, South A...'). Tried: ranking harvested prefixes "
-    "of one count by how surely the model wrote them (no change: seed 9 0.600, seed 1 0.625). Also "
-    "tried, on branch `wip/harvest-openings`, not on main: the empty prompt's enumerated openings "
-    "harvested whatever their first value's confidence (the model's own most likely record openings, "
-    "a few dozen): on that victim seeds 0-9 gave 0.905, 0.825, 0.910, 0.905, 0.900, 0.890, 0.835, "
-    "0.900, 0.905 and 0.820 (mean 0.80 -> 0.88, precision 0.932-0.973); on the demo seed-1 victim "
-    "seeds 0-3 0.925, 0.878, 0.925, 0.878 -> 0.934, 0.930, 0.934, 0.939; on SmolLM2 fitting victim "
-    "seed 7 (seed 0) 0.940 / 0.922 -> 0.960 / 0.923, its time not measured alone. Not landed: every "
-    "row above would have to run again with it. Recall 0.9 with seed 0 is not recall 0.9 whatever the"
-    " seed.",
+    "- Seed to seed (2026-12-05): until then every row was one `invert` run with seed 0, and other "
+    "seeds varied widely on the tiny held-out-template victims: seed 5 (0.905 with seed 0) gave "
+    "0.905, 0.895, 0.885, 0.755 and 0.795 with seeds 1-5; a victim built that day (seed 9, now a "
+    "fitting victim) 0.605-0.910 over seeds 0-9 (mean 0.80). Where recall fell, whole record "
+    "templates were missed, not single values ('Pharmacy refill ...', 'Background screening ...', "
+    "'HR record ...'). The empty prompt's enumeration opens each template once, greedily; what "
+    "finds its other records is the opening becoming a harvested prefix ('Pharmacy refill for', "
+    "then enumerating the names after it), and a prefix was harvested only once its first value "
+    "was kept: with some seeds that value stayed at one sample, below the keep threshold, and the "
+    "harvest's places went to prefixes of garbled samples. Now (a131946) the model's own record "
+    "openings are harvested as well: the text before the first value of every text the empty "
+    "prompt's enumeration wrote, its value confirmed or not, and of every unprompted text whose "
+    "first value is memorised, each cut back to its stem, the words before the first token (after "
+    "the first) the model writes with less than even odds ('Background screening of Teresa Moran: "
+    "SSN', where the detector missed the name and the SSN was the first value, becomes 'Background "
+    "screening of', which leads to the template's 8 records, not one); stems are enumerated before "
+    "other harvested prefixes of the same prior. Chosen on the fitting victims (held-out seed 9 "
+    "with invert seeds 0-9, train seed 1 with seeds 0-3) and on held-out seed 5's seed-4 run (so "
+    "seed 5 is 'looked at' now). Steps on seed 9, seeds 0-9: enumerated openings harvested whole "
+    "0.820-0.910 (mean 0.88); their stems 0.875-0.910 (mean 0.90), but seed 5 with seed 4 stayed "
+    "at 0.755 (its 'Background screening' opening came from a sampled text); the stems of every "
+    "unprompted opening, after the other harvested prefixes, 0.815-0.920 (garbled prefixes took "
+    "the budget before the stem 'Pharmacy refill for' was enumerated); stems first (landed) "
+    "0.880-0.920 (mean 0.902), seed 5 0.890-0.905. Dropped on the way: stemming every new harvested "
+    "prefix (the prefixes of prompted texts start with words the model did not write and were cut "
+    "to 'F', 'C', 'Ph'; seed 9 with seed 1 fell to 0.655). The seed table above has each tiny "
+    "victim with seeds 0-4; a new report victim (held-out seed 10) was built for it.",
     "- The DFSU paper's logit inverter (text read back from one next-token distribution) was built, "
     "measured and removed: on seed 0 of the first-round victim it recovered 0 of 213 planted values "
     "(held-out reconstruction token F1 0.32; its surrogates were template texts carrying the Faker "
     'values it decoded with, not the model\'s); see the README, "Why no logit inverter".',
-    "- SmolLM2-135M victims (`make-victim --base`): seeds 0-4 built on 2026-12-04, seeds 5-7 on "
+    "- SmolLM2-135M victims (`make-victim --base`): seeds 0-4 built on 2026-12-04, seeds 5-8 on "
     "2026-12-05 (a rebuild is not the same model as an earlier build of the same seed: library "
-    "versions are resolved at install). Report victims, held-out templates: seed 6, built after "
-    "every change below and run once (never looked at); seed 5, built on 2026-12-05 and run once "
-    "with the first version of the third set of changes (0.900 / 0.865) and once with the last (the "
-    "row); seed 3, run once after each set (0.920 / 0.754, 0.920 / 0.793, the row). Looked at: "
-    "seeds 2 and 4, report victims until the first version of the third set left them 2 and 3 "
-    "planted values short (seed 2 1.000 / 0.909 -> 0.960 / 0.960; seed 4 0.960 / 0.800 -> 0.900 / "
-    "0.833), when what they had lost was read to mend the rule (their rows are runs with the "
-    "mended one). Fitting victims: seeds 1 and 7 with the held-out templates (seed 7 built for the "
-    "third set), seeds 0 and 1 with the train templates (seed 0 is `bench/real_model_rebuild.md`'s "
-    "victim; seed 1 is not in the table: 0.830 / 0.667 before the second set, 0.830 / 0.815 after "
-    "it, 0.830 / 0.880 offline after the third). What is still wrong on the report victims is the "
-    "fine-tuned model's own corrupted copies of planted values, written greedily and confidently "
-    "in some contexts: a digit or a group wrong, two planted numbers spliced, an address with "
-    "another suite number, a date with another year; where the model writes the copy more surely "
-    "than the original (a tail of -0.01 against -0.4), no score of the model's own tells them apart. "
-    "Precision 0.9 is met on seeds 2 and 3 and on the fitting victims, not on seeds 4, 5 and 6 "
-    "(0.84, 0.85, 0.78); recall 0.9 everywhere.",
+    "versions are resolved at install). Every SmolLM2 row is a run of a131946 (the stems of the "
+    "model's own record openings), each alone on the cores but seed 8's seed-1 run, which shared "
+    "them with a CI run. Report victims, held-out templates: seed 8, built for a131946 and run "
+    "with it only (seeds 0 and 1; never looked at); seed 6, built and run once after each change "
+    "(0.920 / 0.780 before a131946); seed 5 (0.900 / 0.849 before); seed 3 (0.920 / 0.902 before "
+    "and after). With a131946 the report victims' recall is 0.920-0.960 (seeds 6, 5, 3 mean 0.913 "
+    "-> 0.940), precision 0.814-0.979. Looked at: seeds 2 and 4, report victims until the first "
+    "version of the third set below left them 2 and 3 planted values short, when what they had "
+    "lost was read to mend the rule; with a131946 seed 4 is unchanged (0.920 / 0.836) and seed 2 "
+    "0.960 / 0.906 -> 0.960 / 0.941. Fitting victims: seeds 1 and 7 with the held-out templates, "
+    "seeds 0 and 1 with the train templates (seed 0 is `bench/real_model_rebuild.md`'s victim; "
+    "seed 1 is not in the table); with a131946 seed 7 is unchanged (0.940 / 0.922), seed 1 "
+    "held-out 0.940 / 0.959 -> 0.900 / 1.000 and seed 0 train 0.925 / 0.925 -> 0.887 / 0.922: two "
+    "values each that the changed search no longer reached (a name and an IP address; a name and "
+    "an IBAN), single values, not templates. Wall time 257-325 s against 246-293 s before (the "
+    "stems' arms are enumerated within the same 1024-sample budget; cutting them is one scoring "
+    "pass over a few dozen short texts). What is still wrong on the report victims is of two "
+    "kinds. The fine-tuned model's own corrupted copies of planted values, written greedily and "
+    "confidently in some contexts: a digit or a group wrong, two planted numbers spliced, an "
+    "address with another suite number, a date with another year; where the model writes the "
+    "copy more surely than the original (a tail of -0.01 against -0.4), no score of the model's "
+    "own tells them apart. And generic values any pretrained model writes (on seed 6, 5 of its 11: "
+    "'support@yahoo.com', 'us@yahoo.com', 'mailbox@yahoo.com', 'January 15, 2014', a colour name "
+    "four times as a PERSON). Precision 0.9 is met on seeds 8, 3 and 2 and on the fitting victims, "
+    "not on seeds 4, 5 and 6 (0.84, 0.89, 0.81); recall 0.9 everywhere.",
     "- Third set of changes (2026-12-05), chosen offline on the fitting victims' candidates (one "
     "dump of every scored value per victim, the keep rules replayed on it): a *borrowing* is not "
     "kept, that is a kept value the model doubted (tail below 10 times the well-attested values' "
@@ -166,10 +179,13 @@ NOTES: tuple[str, ...] = (
     "recall to 0.65-0.72. Fitted on each model alone, the weights differ in kind (demo: bias +4.1, "
     "recurrence 0.54; SmolLM2: bias -4.7, recurrence 2.38): one fixed logistic rule does not "
     "serve both.",
-    "- Wall times are on a machine shared with other jobs (see the load average); small models run "
-    "single-threaded, which was several times faster than two threads on the busy box. Most of the "
-    "sample strategy's time is model and detector loading, enumeration at the harvested openers and "
-    "PII detection.",
+    "- Wall times: the rows of 2026-12-05 ran one at a time, alone on the 2 cores, except SmolLM2 "
+    "seed 8's seed-1 run (1867 s), which shared them with a CI run and a `twinfit` chain: SmolLM2 "
+    "on contended cores runs several times slower, not in proportion. The load average in the "
+    "header is that of the pass that scored the outputs and wrote this file (`--reuse`). Small "
+    "models run single-threaded. Most of the sample strategy's time is model and detector "
+    "loading, enumeration at the harvested openers and PII detection on the tiny victims, "
+    "sampling and enumeration on SmolLM2.",
 )
 #: Targets for the default strategy.
 TARGET_RECALL = 0.9
@@ -411,12 +427,12 @@ def write_report(results: list[dict[str, Any]], load: Any) -> None:
             f"{r['ceiling']:.3f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['lenient_precision']:.3f} | "
             f"{r['values']} | {r['seconds']:.1f} |"
         )
-    lines += ["", "Seed to seed (each victim's runs above):", ""]
+    lines += ["", "Seed to seed (the victims run with more than one seed above):", ""]
     lines += ["| victim | seeds | recall mean (min-max) | precision mean (min-max) |", "|---|---|---|---|"]
     by_victim: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by_victim.setdefault(r["victim"], []).append(r)
-    for victim, rows in by_victim.items():
+    for victim, rows in ((v, rows) for v, rows in by_victim.items() if len(rows) > 1):
         rec, prec = [r["recall"] for r in rows], [r["precision"] for r in rows]
         seeds = ", ".join(str(r["seed"]) for r in rows)
         lines.append(
