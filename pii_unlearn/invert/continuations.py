@@ -188,7 +188,7 @@ def _select_rows(caches: Sequence[Any], rows: Sequence[tuple[int, int]], device:
 
 @torch.no_grad()
 def stems(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int) -> list[str]:
-    """Each text cut before its first token (after the first) the model writes with less than even odds.
+    """Each text cut before its first token (but its very first) the model writes with less than even odds.
 
     A greedily written record opening runs on past the template's fixed words into
     a value the detector missed ("Background screening of Teresa Moran: SSN" when the
@@ -200,12 +200,9 @@ def stems(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int) -> list
     floor = math.log(STEM_MIN_PROB)
     scored = text_token_logprobs(loaded.model, loaded.tokenizer, list(texts), batch_size=batch_size)
     for text, (logprobs, offsets) in zip(texts, scored, strict=True):
+        # the text's first token is always a choice among many openings: never a cut
         cut = next(
-            (
-                start
-                for k, (lp, (start, _)) in enumerate(zip(logprobs, offsets, strict=True))
-                if k and lp < floor
-            ),
+            (start for lp, (start, _) in zip(logprobs, offsets, strict=True) if start and lp < floor),
             len(text),
         )
         stem = text[:cut].rstrip()
