@@ -298,8 +298,8 @@ def test_prompt_lines_and_builtin_openers() -> None:
 def test_the_models_own_record_openings_are_harvested_before_their_value_is_confirmed() -> None:
     pool = Pool()
     texts = [
-        ("", "Pharmacy refill for Ann Lee, card 4111", "enumerated"),
-        ("", "Pharmacy refill for Bo Chan, card 4222", "enumerated"),  # the same opening: once
+        ("", "Visit summary for Ann Lee, card 4111", "enumerated"),
+        ("", "Visit summary for Bo Chan, card 4222", "enumerated"),  # the same opening: once
         ("Email:", "Email: Ann Lee wrote", "enumerated"),  # a prompt's words, not the model's own
         ("", "Note about Ann Lee", "sample"),  # sampled: only once its first value is memorised
         ("", "Memo for Bo Chan", "sample"),
@@ -315,8 +315,8 @@ def test_the_models_own_record_openings_are_harvested_before_their_value_is_conf
         )
         pool.extend([occ])
     memorised = {("Bo Chan", "PERSON")}
-    assert own_openings(pool, memorised) == ["Pharmacy refill for", "Memo for"]
-    assert harvested_prefixes(pool, memorised) == Counter({"Pharmacy refill for": 1, "Memo for": 1})
+    assert own_openings(pool, memorised) == ["Visit summary for", "Memo for"]
+    assert harvested_prefixes(pool, memorised) == Counter({"Visit summary for": 1, "Memo for": 1})
 
 
 def test_allocate_is_proportional_and_exact() -> None:

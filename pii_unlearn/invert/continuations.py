@@ -21,7 +21,7 @@ BRANCH_CONFIDENT = 0.9
 #: ...and considers at most this many alternatives per position.
 BRANCH_WIDTH = 32
 #: A record opening is cut where the model's own next token is less likely than this: a slot it fills
-#: with one of several values (a name after "Background screening of"), not fixed template text.
+#: with one of several values (a name after "Visit summary of"), not fixed template text.
 STEM_MIN_PROB = 0.5
 
 
@@ -191,9 +191,9 @@ def stems(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int) -> list
     """Each text cut before its first token (but its very first) the model writes with less than even odds.
 
     A greedily written record opening runs on past the template's fixed words into
-    a value the detector missed ("Background screening of Teresa Moran: SSN" when the
+    a value the detector missed ("Visit summary of Ann Lee: SSN" when the
     name went untagged): as a harvested prefix it would lead to that one record. Its
-    stem ("Background screening of") leads to all of them. A text with no such token,
+    stem ("Visit summary of") leads to all of them. A text with no such token,
     or whose stem would be empty, is kept whole.
     """
     out: list[str] = []

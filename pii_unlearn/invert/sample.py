@@ -12,8 +12,8 @@
    first enumerated. The record openings the model writes unprompted (those the
    empty prompt's enumeration wrote even before their first value is confirmed)
    are harvested too, cut back to their *stem*: the words before the first token
-   the model writes with less than even odds ("Background screening of", not
-   "Background screening of Teresa Moran: SSN" when the detector missed the name),
+   the model writes with less than even odds ("Visit summary of", not
+   "Visit summary of Ann Lee: SSN" when the detector missed the name),
    so one opening leads to every record of its template. The rest of the budget
    goes, round by round, to the openers
    and harvested prefixes in proportion to their chance of producing a value not
