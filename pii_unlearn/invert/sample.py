@@ -109,7 +109,11 @@ class SampleOptions(InvertOptions):
     round_size: int = Field(
         128, ge=1, description="Samples per later round (at least one batch), allocated by discovery."
     )
-    harvest: bool = Field(True, description="Use the text before a memorised value as a new opener.")
+    harvest: bool = Field(
+        True,
+        description="Use the text before a memorised value, and the stems of the model's own record "
+        "openings, as new openers.",
+    )
     refine: bool = Field(
         True, description="Continue a sample greedily after a memorised-looking first value."
     )
