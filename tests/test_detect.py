@@ -143,6 +143,7 @@ def test_whole_values_not_pieces(detector: Detector) -> None:
         "Customer Karen Grimes phoned on Feb 15, 1950 about her card.",
         "Please ask Mr. Micheal Robertson or Joseph Stevens Jr. to sign.",
         "She was born 15 February 1950 in a small town.",
+        "Statement mailed to 712 Birch Greens Suite 40, North Ellaview, MD 20814.",
     ]
     found = [_found(t, s) for t, s in zip(texts, detector.analyze(texts), strict=True)]
     assert found[0]["LOCATION"] == "885 Lee Tunnel Suite 208, Port Donna, WY 74331"
@@ -153,6 +154,7 @@ def test_whole_values_not_pieces(detector: Detector) -> None:
     names = [texts[4][sp.start : sp.end] for sp in spans if sp.entity_type == "PERSON"]
     assert names == ["Mr. Micheal Robertson", "Joseph Stevens Jr."]
     assert found[5]["DATE_TIME"] == "15 February 1950"
+    assert found[6]["LOCATION"] == "712 Birch Greens Suite 40, North Ellaview, MD 20814"
 
 
 def test_building_detectors_leaves_presidio_unchanged(patterns: Detector) -> None:

@@ -152,14 +152,18 @@ Valleys Via Viaduct View Views Village Villages Ville Vista Walk Walks Wall Way 
 """
 #: Street suffixes: USPS Publication 28's standard names and the usual abbreviations.
 STREET_SUFFIXES: tuple[str, ...] = tuple(_STREET_SUFFIX_WORDS.split())
-#: A US street address: house number, one to three capitalised words, a street suffix, maybe a unit;
-#: not after a preposition that introduces a year. Case-sensitive (``(?-i:...)``) although Presidio
-#: compiles patterns case-insensitively.
+#: The place after a US street address, when written in full: ", City, ST 12345" (a ZIP+4 too).
+US_PLACE_TAIL = r"(?:,\s+[A-Z][a-zA-Z'-]+(?:\s+[A-Z][a-zA-Z'-]+){0,2},\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b)?"
+#: A US street address: house number, one to three capitalised words, a street suffix, maybe a unit,
+#: maybe the place (:data:`US_PLACE_TAIL`); not after a preposition that introduces a year.
+#: Case-sensitive (``(?-i:...)``) although Presidio compiles patterns case-insensitively.
 US_STREET_ADDRESS = (
     r"(?<!\b(?:in|since|by|until|before|after|from|during|of)\s+)"  # "in 2019 Mark Hill ...": a year
     r"(?-i:\b\d{1,6}(?:\s+(?:[NSEW]\.?|[A-Z][a-zA-Z'-]+)){1,3}\s+(?:"
     + "|".join(sorted(set(STREET_SUFFIXES), key=len, reverse=True))
-    + r")\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)\s*[A-Za-z0-9-]+)?)"
+    + r")\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)\s*[A-Za-z0-9-]+)?"
+    + US_PLACE_TAIL
+    + ")"
 )
 #: Score of a street address (a pattern, but numbers followed by names are not always addresses).
 STREET_ADDRESS_SCORE = 0.5
