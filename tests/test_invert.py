@@ -31,7 +31,14 @@ from pii_unlearn.invert import (
 from pii_unlearn.invert.allocate import allocate, explore_per_prompt, explore_plan, round_budget
 from pii_unlearn.invert.base import parse_prompt_lines
 from pii_unlearn.invert.continuations import stems
-from pii_unlearn.invert.pool import MAX_HARVESTED_CHARS, Pool, harvested_prefixes, own_openings
+from pii_unlearn.invert.pool import (
+    MAX_HARVESTED_CHARS,
+    Pool,
+    harvested_prefixes,
+    open_confident,
+    own_openings,
+    whole_value,
+)
 from pii_unlearn.invert.scoring import (
     RECURRENCE_CAP,
     VARIANT_RECURRENCE_FACTOR,
@@ -295,6 +302,54 @@ def test_prompt_lines_and_builtin_openers() -> None:
     assert not victim_heads & {o.strip() for o in openers}
 
 
+def test_e_mail_addresses_are_near_copies_by_their_user_part() -> None:
+    real = _scored("drew11@gmail.com", "EMAIL_ADDRESS", 0.99, recurrence=9)
+    other_provider = _scored("Drew11@yahoo.com", "EMAIL_ADDRESS", 0.98, recurrence=4)
+    other_user = _scored("drew@gmail.com", "EMAIL_ADDRESS", 0.97, recurrence=4)
+    kept = kept_values([real, other_provider, other_user], 0.7)
+    assert kept == [real, other_user]
+
+
+def test_pieces_of_longer_runs_and_repeated_words_are_not_values() -> None:
+    def ok(text: str, value: str) -> bool:
+        start = text.index(value)
+        return whole_value(text, start, start + len(value))
+
+    assert ok("IP 214.42.9.214.", "214.42.9.214")
+    assert not ok("IP 214.42.9.214.214.214.214.2", "214.214.214.2")
+    assert not ok("DOB 26.0.19.19.1963, line", "26.0.19.19")
+    assert not ok("replies go to card_service.hotmail.com.", "service.hotmail.com")
+    assert not ok("call 5551234567890 now", "5551234567")
+    assert ok("born Dec 8, 1975.The card", "Dec 8, 1975")  # a dot before another kind of character
+    assert ok("ring 241-555-0199x123", "241-555-0199")  # an extension: another kind of run
+    assert ok("Ann Lee's card", "Ann Lee")
+    assert not ok(
+        "synced to the lightcyan lightcyan lightcyan lightcyan", "lightcyan lightcyan lightcyan lightcyan"
+    )
+    assert ok("Dear Paul Paul,", "Paul Paul")
+
+
+def test_texts_cut_inside_a_sure_value_are_extended_and_the_cut_copy_stops_counting() -> None:
+    pool = Pool()
+    sure = {"tail_min_k": -0.01, "context_min_k": -0.2, "mean_logprob": -0.1, "min_k_logprob": -0.1}
+    texts = ["Client Ann Lee: IP 7.128.228.7", "Client Bo Chan: IP 7.1", "Client Cy Dow: IP 9.9.9.9."]
+    for text in texts:
+        i, _ = pool.add("", text, {len(pool.texts)}, "sample")
+        start = text.index("IP ") + 3
+        doubt = {**sure, "tail_min_k": -9.0} if "Bo" in text else sure
+        pool.extend([Occurrence(i, text, start, len(text.rstrip(".")), "IP_ADDRESS", 1.0, **doubt)])
+    # the first stops inside a value it is sure of; the second's is a guess; the third's ends with the record
+    assert open_confident(pool, [0, 1, 2], 0.2, None) == [0]
+    new = pool.add_extended([0], [texts[0] + "8. Ticket closed."])
+    assert new == [3] and pool.child[0] == 3 and pool.sources[3] == {0}
+    whole = pool.texts[3]
+    pool.extend([Occurrence(3, whole, whole.index("7.1"), whole.index("78.") + 2, "IP_ADDRESS", 1.0, **sure)])
+    assert sorted(o.value for o in pool.settled()) == ["7.1", "7.128.228.78", "9.9.9.9"]
+    assert open_confident(pool, [0, 3], 0.2, None) == []
+    # an extension that adds nothing (the model ended the text there) is no child
+    assert pool.add_extended([1], [texts[1] + " "]) == [] and 1 not in pool.child
+
+
 def test_the_models_own_record_openings_are_harvested_before_their_value_is_confirmed() -> None:
     pool = Pool()
     texts = [
@@ -373,6 +428,7 @@ def test_sample_strategy_records(sampled: Any, victim: Any) -> None:
     assert summary["values_kept"] == len(set(values))
     assert sum(row["kept"] for row in summary["per_entity"].values()) == summary["values_kept"]
     assert summary["generated_tokens"]["sampling"] > 0
+    assert all("extended" in r for r in summary["rounds"])
     assert set(summary["tokens_per_s"]) <= set(summary["generated_tokens"])
     assert all(rate > 0 for rate in summary["tokens_per_s"].values())
     # The run finds a good share of what the victim memorised, with this small budget (192

@@ -2,13 +2,19 @@
 
 A text enters the pool once, with the samples behind it (a text sampled twice
 has two sources); a text refined by greedy continuation is the *child* of the
-texts it was cut from and inherits their sources. The pool also keeps the PII
-occurrences found in each text, and derives from them what the strategy needs
-next: the heads to refine and the prefixes worth harvesting as openers.
+texts it was cut from and inherits their sources, and so is a text that ran out of
+tokens in the middle of a value and was *extended*. The pool also keeps the PII
+occurrences found in each text, less pieces of longer runs of characters
+(:func:`whole_value`), and derives from them what the strategy needs next: the
+heads to refine, the texts to extend and the prefixes worth harvesting as openers.
+An occurrence that runs to the end of its text may be a value cut short
+(:func:`runs_to_end`); once its text has a child, which reads on past it, it is
+left out of the evidence (:meth:`Pool.settled`).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +23,9 @@ from pii_unlearn.invert.scoring import Occurrence, memorization
 
 #: Harvested prefixes longer than this (characters) are not used as openers.
 MAX_HARVESTED_CHARS = 80
+#: A value made of one word or number written this many times or more ("cyan cyan cyan") is the
+#: model repeating itself, not a value (:func:`whole_value`).
+REPEATED_WORDS_MIN = 3
 
 
 class Pool:
@@ -86,6 +95,26 @@ class Pool:
                 new.append(j)
         return new
 
+    def add_extended(self, parents: Sequence[int], texts: Sequence[str]) -> list[int]:
+        """Add each parent text's greedy extension as its child; return the new indices.
+
+        An extension that adds nothing (the model ended the text there) is no child.
+        """
+        new: list[int] = []
+        for p, text in zip(parents, texts, strict=True):
+            if len(text.rstrip()) <= len(self.texts[p].rstrip()):
+                continue
+            j, is_new = self.add(self.prompt_of[p], text, set(self.sources[p]), "extended")
+            self.child[p] = j
+            if is_new:
+                new.append(j)
+        return new
+
+    def settled(self) -> list[Occurrence]:
+        """The occurrences that count as evidence: all but those that run to the end of a
+        text with a child (:func:`runs_to_end`; the child reads on past them)."""
+        return [o for o in self.occurrences if not (o.sample in self.child and runs_to_end(o))]
+
     def extend(self, occs: Sequence[Occurrence]) -> None:
         """Add scored occurrences of PII in the pool's texts."""
         self.occurrences.extend(occs)
@@ -101,6 +130,52 @@ class Pool:
         """The first detected value of text ``i``."""
         occs = self.by_text.get(i)
         return min(occs, key=lambda o: o.start) if occs else None
+
+    def last(self, i: int) -> Occurrence | None:
+        """The last detected value of text ``i``."""
+        occs = self.by_text.get(i)
+        return max(occs, key=lambda o: o.end) if occs else None
+
+
+def runs_to_end(occ: Occurrence) -> bool:
+    """Whether nothing but white space follows the occurrence in its text: generation may
+    have stopped inside the value ("IP 7.128.228.7" of "7.128.228.78")."""
+    return not occ.text[occ.end :].strip()
+
+
+def _joins(text: str, outer: int, inner: int, beyond: int) -> bool:
+    """Whether ``text[outer]``, just outside a span whose edge character is ``text[inner]``,
+    carries on the span's run: a letter or digit of the same kind, an underscore, or a dot
+    followed (``text[beyond]``) by one."""
+
+    def kind(i: int) -> str:
+        if not 0 <= i < len(text):
+            return ""
+        c = text[i]
+        return "digit" if c.isdigit() else "letter" if c.isalpha() else ""
+
+    if not 0 <= outer < len(text):
+        return False
+    edge = kind(inner)
+    if text[outer] == "_" or (edge and kind(outer) == edge):
+        return True
+    return text[outer] == "." and bool(edge) and kind(beyond) == edge
+
+
+def whole_value(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` can be a value the model wrote, not a piece of one.
+
+    A piece carries on into its neighbours: "214.214.214.2" in "IP
+    214.42.9.214.214.214.214.2", "26.0.19.19" in "DOB 26.0.19.19.1963",
+    "service.hotmail.com" in "card_service.hotmail.com" (a dot counts only when the
+    characters on both sides are of one kind: "1975.The" ends a date). A value of one
+    word repeated :data:`REPEATED_WORDS_MIN` times or more is the model stuck in a
+    loop, which the detector may take for a name.
+    """
+    if _joins(text, start - 1, start, start - 2) or _joins(text, end, end - 1, end + 1):
+        return False
+    words = re.findall(r"[^\W_]+", text[start:end].lower())
+    return len(words) < REPEATED_WORDS_MIN or len(set(words)) > 1
 
 
 def prompt_chars(pool: Pool, i: int) -> int:
@@ -126,7 +201,23 @@ def detect_occurrences(detector: Any, pool: Pool, new: Sequence[int]) -> list[Oc
         )
         for i, found in zip(new, spans, strict=True)
         for s in found
+        if whole_value(pool.texts[i], s.start, s.end)
     ]
+
+
+def open_confident(
+    pool: Pool, texts: Sequence[int], threshold: float, calibration: dict[str, float] | None
+) -> list[int]:
+    """The texts, without a child yet, whose last value runs to their end (:func:`runs_to_end`)
+    with at least ``threshold`` memorisation confidence: worth extending."""
+    out: list[int] = []
+    for i in texts:
+        occ = pool.last(i)
+        if i in pool.child or occ is None or not runs_to_end(occ):
+            continue
+        if memorization({**occ.features(), "recurrence": len(pool.sources[i])}, calibration) >= threshold:
+            out.append(i)
+    return out
 
 
 def heads_to_refine(

@@ -18,6 +18,9 @@ from pii_unlearn.invert.pool import Pool
 from pii_unlearn.invert.scoring import ValueScore, select_samples
 from pii_unlearn.pii.masks import token_mask
 
+#: A record's ``source`` by the kind of its text in the pool (other kinds: ``sampled``).
+SOURCES: dict[str, str] = {"refined": "greedy-refined", "extended": "greedy-extended"}
+
 
 def mean_memorization(spans: Sequence[Span]) -> float:
     """A record's memorisation: the mean of its spans' (rounded to 4 digits)."""
@@ -53,7 +56,7 @@ def pool_records(
                 memorization=mean_memorization(spans),
                 prompt=pool.prompt_of[i],
                 strategy=strategy,
-                source="greedy-refined" if pool.kind[i] == "refined" else "sampled",
+                source=SOURCES.get(pool.kind[i], "sampled"),
                 samples=len(pool.sources[i]),
                 token_mask=mask,
                 num_tokens=len(ids),

@@ -19,6 +19,9 @@
    and harvested prefixes in proportion to their chance of producing a value not
    seen yet (:mod:`pii_unlearn.invert.allocate`). Nothing here reads training
    data: every harvested prefix is text the model generated.
+   A text that ran out of tokens inside a value it looks sure of is continued
+   greedily too (*extended*), so the value is read whole: the cut copy ("IP
+   7.128.228.7") would otherwise stand beside, or for, the memorised one.
 4. PII detection on every distinct text (the ``detect`` code, in process),
    memorisation scores per value (:mod:`pii_unlearn.invert.scoring`),
    de-duplication by value, and one record per kept text
@@ -64,6 +67,7 @@ from pii_unlearn.invert.pool import (
     detect_occurrences,
     harvested_prefixes,
     heads_to_refine,
+    open_confident,
     own_openings,
 )
 from pii_unlearn.invert.records import pool_records
@@ -248,6 +252,30 @@ class _Run:
         self.process(refined)
         return refined
 
+    def extend(self, texts: Sequence[int]) -> list[int]:
+        """Greedy continuations of the texts that stop inside a value they look sure of; the new texts.
+
+        Generation ends at ``max_new_tokens`` wherever it is: in a long record, often
+        inside its last value. The text is continued as it stands (its child in the pool),
+        and the value it stopped in no longer counts from the cut text.
+        """
+        o = self.options
+        todo = open_confident(self.pool, texts, o.refine_threshold, o.calibration)
+        if not todo:
+            return []
+        t0 = time.perf_counter()
+        texts_out = greedy_texts(
+            self.loaded,
+            [self.pool.texts[i] for i in todo],
+            max_new_tokens=o.max_new_tokens,
+            batch_size=o.batch_size,
+            on_tokens=self.counter("extending"),
+        )
+        extended = self.pool.add_extended(todo, texts_out)
+        self.tick("extending", t0)
+        self.process(extended)
+        return extended
+
     def harvest(self) -> int:
         """Add the most productive new harvested prefixes and the stems of record openings as arms.
 
@@ -303,8 +331,9 @@ class _Run:
         new = self.pool.add_samples(samples)
         self.process([*new, *enumerated])
         refined = self.refine(new) if o.refine else []
+        extended = self.extend([*new, *enumerated, *refined])
         self.pool.refresh_sources()
-        self.values = group_by_value(self.pool.occurrences, o.calibration)
+        self.values = group_by_value(self.pool.settled(), o.calibration)
         self.kept = kept_values(self.values, o.threshold)
         self.memorised = {(vs.value, vs.entity_type) for vs in self.kept}
         added = self.harvest() if o.harvest else 0
@@ -317,6 +346,7 @@ class _Run:
                 "enumerated": len(enumerated),
                 "new_texts": len(new),
                 "refined": len(refined),
+                "extended": len(extended),
                 "memorised_values": len(self.memorised),
                 "prompts_used": sum(1 for n in plan.values() if n > 0),
                 "harvested_added": added,

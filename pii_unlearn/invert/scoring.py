@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
 
+from pii_unlearn.entities import EMAIL_ADDRESS
 from pii_unlearn.extraction import DEFAULT_MIN_K, min_k_mean
 from pii_unlearn.lm import text_token_logprobs
 from pii_unlearn.pii.masks import overlapping_tokens
@@ -313,13 +314,23 @@ def share_digit_run(a: str, b: str) -> bool:
     return run >= DIGIT_RUN_MIN and run >= DIGIT_RUN_SHARE * min(len(da), len(db))
 
 
+def variant_key(vs: ValueScore) -> str:
+    """What two values of a type are compared on for :func:`kept_values`' variants: the value,
+    but of an e-mail address only its user part, case aside ("drew11@yahoo.com" is a corrupted
+    copy of "drew11@gmail.com": the provider is the one part a model writes from habit)."""
+    if vs.entity_type == EMAIL_ADDRESS and "@" in vs.value:
+        return vs.value.rsplit("@", 1)[0].lower()
+    return vs.value
+
+
 def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueScore]:
     """The values to keep, in their order: confidence at least ``threshold``, less variants and parts.
 
-    A variant is a value within :data:`VARIANT_DISTANCE` (normalised edit distance) of a
-    more confident kept value of the same type: the model's memorised value with a digit
-    or two it got wrong in some context ("+1 207 500 2013" beside "+1 207 500 2010"), which
-    greedy decoding in that context then scores as confidently as the real one. The most
+    A variant is a value within :data:`VARIANT_DISTANCE` (normalised edit distance, of
+    :func:`variant_key`) of a more confident kept value of the same type: the model's
+    memorised value with a digit or two it got wrong in some context ("+1 207 500 2013"
+    beside "+1 207 500 2010"), or an address's user at another provider, which greedy
+    decoding in that context then scores as confidently as the real one. The most
     confident of such a cluster stays, unless another turns up in at least
     :data:`VARIANT_RECURRENCE_FACTOR` times as many samples: the memorised value is the
     one the model comes back to, a corrupted copy turns up in the few contexts that corrupt
@@ -358,7 +369,7 @@ def kept_values(values: Sequence[ValueScore], threshold: float) -> list[ValueSco
             j
             for j in kept
             if values[j].entity_type == vs.entity_type
-            and Levenshtein.normalized_distance(values[j].value, vs.value) <= VARIANT_DISTANCE
+            and Levenshtein.normalized_distance(variant_key(values[j]), variant_key(vs)) <= VARIANT_DISTANCE
         ]
         if not near:
             kept.append(i)
