@@ -327,6 +327,8 @@ def test_pieces_of_longer_runs_and_repeated_words_are_not_values() -> None:
         "synced to the lightcyan lightcyan lightcyan lightcyan", "lightcyan lightcyan lightcyan lightcyan"
     )
     assert ok("Dear Paul Paul,", "Paul Paul")
+    assert not ok("blinks. Ticket resolved: the fuchsia fuchsia fuchsia", "fuchsia")
+    assert ok("Ann Lee wrote; Ann Lee signed", "Ann Lee")  # a value again later in a record is no loop
 
 
 def test_texts_cut_inside_a_sure_value_are_extended_and_the_cut_copy_stops_counting() -> None:

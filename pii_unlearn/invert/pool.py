@@ -169,12 +169,16 @@ def whole_value(text: str, start: int, end: int) -> bool:
     214.42.9.214.214.214.214.2", "26.0.19.19" in "DOB 26.0.19.19.1963",
     "service.hotmail.com" in "card_service.hotmail.com" (a dot counts only when the
     characters on both sides are of one kind: "1975.The" ends a date). A value of one
-    word repeated :data:`REPEATED_WORDS_MIN` times or more is the model stuck in a
-    loop, which the detector may take for a name.
+    word repeated :data:`REPEATED_WORDS_MIN` times or more, or written again right before
+    or after itself ("the fuchsia fuchsia fuchsia"), is the model stuck in a loop, which
+    the detector may take for a name or a place.
     """
     if _joins(text, start - 1, start, start - 2) or _joins(text, end, end - 1, end + 1):
         return False
-    words = re.findall(r"[^\W_]+", text[start:end].lower())
+    value = text[start:end]
+    if text[end:].lstrip().startswith(value) or text[:start].rstrip().endswith(value):
+        return False
+    words = re.findall(r"[^\W_]+", value.lower())
     return len(words) < REPEATED_WORDS_MIN or len(set(words)) > 1
 
 
