@@ -17,6 +17,7 @@ from pii_unlearn.errors import InputError
 from pii_unlearn.pii.anonymize import anonymized_text, faked_text
 from pii_unlearn.pii.detect import BLANK_MODEL, Detector, resolve_overlaps
 from pii_unlearn.pii.detect.detector import chunk_windows
+from pii_unlearn.pii.detect.recognizers import lowered_openings
 from pii_unlearn.pii.fakes import make_faker
 
 TEXT = (
@@ -155,6 +156,23 @@ def test_whole_values_not_pieces(detector: Detector) -> None:
     assert names == ["Mr. Micheal Robertson", "Joseph Stevens Jr."]
     assert found[5]["DATE_TIME"] == "15 February 1950"
     assert found[6]["LOCATION"] == "712 Birch Greens Suite 40, North Ellaview, MD 20814"
+
+
+def test_names_after_a_capitalised_first_word_are_found(detector: Detector) -> None:
+    """spaCy's small model misses a name after a sentence's capitalised first noun: a second look."""
+    texts = [
+        "Customer Emily Shaw has SSN 833-11-1704.",
+        "Paid in full. Tenant Laura Keller moved out.",
+        "John Smith called.",
+    ]
+    spans = detector.analyze(texts)
+    found = [_found(t, s) for t, s in zip(texts, spans, strict=True)]
+    assert found[0]["PERSON"] == "Emily Shaw" and found[1]["PERSON"] == "Laura Keller"
+    assert found[2]["PERSON"] == "John Smith"
+    assert lowered_openings("Tenant Ann Lee paid. Then SSN and I left.\nBob  Ray ok. Thanks Al") == (
+        "tenant Ann Lee paid. then SSN and I left.\nbob  Ray ok. thanks Al"
+    )
+    assert lowered_openings("Thanks for calling. Then we left.") == "Thanks for calling. Then we left."
 
 
 def test_building_detectors_leaves_presidio_unchanged(patterns: Detector) -> None:

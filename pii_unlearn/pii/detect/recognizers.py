@@ -8,6 +8,9 @@
 * US street addresses as ``LOCATION`` (spaCy finds cities and countries, not addresses);
 * written dates with a month name or its abbreviation ("Feb 15, 1950", "15 February 1950"),
   which neither Presidio's date patterns nor spaCy's small model always find;
+* names after a sentence's capitalised first word ("Customer Emily Shaw has ...",
+  "Tenant April White ..."), which spaCy's small model reads as one organisation or
+  misses, are looked for again with that word lower-cased;
 * recognizers that fire on ordinary words or claim other entities' numbers are
   :data:`OFF_BY_DEFAULT`.
 """
@@ -37,7 +40,7 @@ OFF_BY_DEFAULT: dict[str, str] = {
 MASTERCARD_2_SERIES = r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b"
 
 #: Recognizers whose spans are statistical guesses (NER): on overlap they yield to pattern matches.
-NER_RECOGNIZERS = frozenset({"SpacyRecognizer"})
+NER_RECOGNIZERS = frozenset({"SpacyRecognizer", "SentenceOpeningNameRecognizer"})
 
 
 def _offline_email_recognizer(language: str) -> Any:
@@ -200,6 +203,58 @@ WRITTEN_DATE = (
 WRITTEN_DATE_SCORE = 0.6
 
 
+#: A sentence's first word, when Capitalised (an upper-case letter, then lower-case ones) and followed by
+#: another capitalised word: at the text's start, after a sentence's end or at a new line.
+_SENTENCE_OPENING = re.compile(r"(?:^|[.!?]\s+|\n\s*)([A-Z])[a-z]+(?=\s+[A-Z])")
+#: Score of a name NER finds only with the sentence's first word lower-cased (Presidio's own NER score).
+OPENING_NAME_SCORE = 0.85
+
+
+def lowered_openings(text: str) -> str:
+    """``text`` with each sentence's Capitalised first word lower-cased at its first letter when
+    another capitalised word follows it (same length, so the same offsets): "Customer Emily
+    Shaw has" -> "customer Emily Shaw has"; "Thanks for calling" stays."""
+    chars = list(text)
+    for m in _SENTENCE_OPENING.finditer(text):
+        chars[m.start(1)] = chars[m.start(1)].lower()
+    return "".join(chars)
+
+
+def _opening_name_recognizer(language: str, nlp: Any) -> Any:
+    """Names NER finds once each sentence's first word is lower-cased (:func:`lowered_openings`).
+
+    spaCy's small English model reads a sentence that opens with a capitalised noun and a
+    name ("Customer Emily Shaw has ...", "Policyholder Kimberly Green, ...") as one
+    organisation, or finds nothing; with the noun in lower case it finds the person. Only
+    names that leave the lower-cased word out are taken (a name at a sentence's start is
+    the first pass's).
+    """
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    class SentenceOpeningNameRecognizer(EntityRecognizer):
+        """A second NER look at a text with its sentences' first words lower-cased (only where
+        one is followed by a capitalised word: most texts need no second look)."""
+
+        def load(self) -> None:
+            """Nothing to load: the pipeline is the detector's."""
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            lowered = lowered_openings(text)
+            if E.PERSON not in entities or lowered == text:
+                return []
+            changed = [i for i, (a, b) in enumerate(zip(text, lowered, strict=True)) if a != b]
+            return [
+                RecognizerResult(E.PERSON, ent.start_char, ent.end_char, OPENING_NAME_SCORE)
+                for ent in nlp(lowered).ents
+                if NER_LABELS.get(ent.label_) == E.PERSON
+                and not any(ent.start_char <= i < ent.end_char for i in changed)
+            ]
+
+    return SentenceOpeningNameRecognizer(
+        supported_entities=[E.PERSON], name="SentenceOpeningNameRecognizer", supported_language=language
+    )
+
+
 def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]:
     """Presidio's predefined recognizers for ``language``, with this module's offline and precision fixes.
 
@@ -246,6 +301,8 @@ def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]
         if isinstance(rec, SpacyRecognizer):
             if has_ner:
                 out.append(rec)
+                if language == "en":
+                    out.append(_opening_name_recognizer(language, engine.nlp[language]))
         elif type(rec) is EmailRecognizer:
             out.append(_offline_email_recognizer(language))
         elif type(rec) is PhoneRecognizer:
