@@ -7,7 +7,8 @@ be flagged. A prediction is a true positive when it has the gold span's type and
 overlaps it (each gold span matched once); exact-boundary F1 is reported beside it.
 
 Run: ``.venv/bin/python bench/detect.py`` (writes ``bench/detect.md``; a few minutes on 2 cores).
-``bench/detect.py --long`` re-times only the one-long-record section and updates it in place.
+``bench/detect.py --long`` re-times only the one-long-record section and updates it in place;
+``--no-long`` runs everything else and keeps that section as it stands.
 """
 
 from __future__ import annotations
@@ -359,13 +360,30 @@ LONG_BEFORE = (
 )
 
 
+def _bounds(lines: list[str], header: str) -> tuple[int, int] | None:
+    """Where the ``## header`` section of ``lines`` starts and ends (the next ``## `` header), or None."""
+    if header not in lines:
+        return None
+    start = lines.index(header)
+    return start, next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+
+
+def _section(text: str, header: str) -> list[str]:
+    """The lines of ``text``'s ``## header`` section, less trailing blank lines ([] if absent)."""
+    lines = text.rstrip("\n").split("\n")
+    bounds = _bounds(lines, header)
+    section = lines[bounds[0] : bounds[1]] if bounds else []
+    while section and not section[-1].strip():
+        section.pop()
+    return section
+
+
 def _replace_section(text: str, header: str, section: list[str]) -> str:
     """``text`` with the ``## header`` section replaced by ``section`` (added before Notes if absent)."""
     lines = text.rstrip("\n").split("\n")
-    if header in lines:
-        start = lines.index(header)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [*section, ""]
+    bounds = _bounds(lines, header)
+    if bounds:
+        lines[bounds[0] : bounds[1]] = [*section, ""]
     else:
         at = lines.index("## Notes") if "## Notes" in lines else len(lines)
         lines[at:at] = [*section, ""]
@@ -433,6 +451,11 @@ def main() -> None:
         print(name, f"{res['tps']:.0f} texts/s")
         for kind in lenient:
             print("  ", kind, lenient[kind], [f"{x:.3f}" for x in prf(*lenient[kind])])
+    if "--no-long" in sys.argv[1:]:
+        # keep the long-record section as it stands (re-time it alone with --long)
+        kept = _section(md.read_text(), LONG_HEADER)
+        md.write_text(_replace_section("\n".join([*lines, "", *NOTES]) + "\n", LONG_HEADER, kept))
+        return
     long = {name: long_rows(model) for name, model in long_names.items()}
     lines += ["", *long_section(long), "", *NOTES]
     md.write_text("\n".join(lines) + "\n")
