@@ -171,6 +171,17 @@ class _Run:
         """A callback adding generated tokens to ``phase``'s count."""
         return lambda n: self.tokens.update({phase: n})
 
+    def greedy(self, heads: Sequence[str], phase: str) -> list[str]:
+        """Each head followed by its greedy continuation, its tokens counted to ``phase``."""
+        o = self.options
+        return greedy_texts(
+            self.loaded,
+            heads,
+            max_new_tokens=o.max_new_tokens,
+            batch_size=o.batch_size,
+            on_tokens=self.counter(phase),
+        )
+
     def throughput(self) -> dict[str, float]:
         """Generated tokens per second of each generating phase (its whole wall time: the
         enumeration's includes its branching, the refinement's none of its scoring)."""
@@ -220,13 +231,7 @@ class _Run:
             arm.enumerated = True
             arm.prior = ENUMERATED_PRIOR
         # one batched greedy pass over every prefix's heads (a prefix alone often has a handful)
-        texts = greedy_texts(
-            self.loaded,
-            [h for _, heads in planned for h in heads],
-            max_new_tokens=o.max_new_tokens,
-            batch_size=o.batch_size,
-            on_tokens=self.counter("enumerating"),
-        )
+        texts = self.greedy([h for _, heads in planned for h in heads], "enumerating")
         at = 0
         for arm, heads in planned:
             new += self.pool.add_enumerated(arm.prompt, texts[at : at + len(heads)])
@@ -240,13 +245,7 @@ class _Run:
         o = self.options
         t0 = time.perf_counter()
         heads_of = heads_to_refine(self.pool, new, o.refine_threshold, o.calibration)
-        texts = greedy_texts(
-            self.loaded,
-            list(heads_of),
-            max_new_tokens=o.max_new_tokens,
-            batch_size=o.batch_size,
-            on_tokens=self.counter("refining"),
-        )
+        texts = self.greedy(list(heads_of), "refining")
         refined = self.pool.add_refined(heads_of, texts)
         self.tick("refining", t0)
         self.process(refined)
@@ -264,13 +263,7 @@ class _Run:
         if not todo:
             return []
         t0 = time.perf_counter()
-        texts_out = greedy_texts(
-            self.loaded,
-            [self.pool.texts[i] for i in todo],
-            max_new_tokens=o.max_new_tokens,
-            batch_size=o.batch_size,
-            on_tokens=self.counter("extending"),
-        )
+        texts_out = self.greedy([self.pool.texts[i] for i in todo], "extending")
         extended = self.pool.add_extended(todo, texts_out)
         self.tick("extending", t0)
         self.process(extended)
