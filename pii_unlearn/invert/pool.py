@@ -209,6 +209,11 @@ def detect_occurrences(detector: Any, pool: Pool, new: Sequence[int]) -> list[Oc
     ]
 
 
+def text_confidence(pool: Pool, occ: Occurrence, calibration: dict[str, float] | None) -> float:
+    """The memorisation confidence of one occurrence, its recurrence the samples behind its text."""
+    return memorization({**occ.features(), "recurrence": len(pool.sources[occ.sample])}, calibration)
+
+
 def open_confident(
     pool: Pool, texts: Sequence[int], threshold: float, calibration: dict[str, float] | None
 ) -> list[int]:
@@ -219,7 +224,7 @@ def open_confident(
         occ = pool.last(i)
         if i in pool.child or occ is None or not runs_to_end(occ):
             continue
-        if memorization({**occ.features(), "recurrence": len(pool.sources[i])}, calibration) >= threshold:
+        if text_confidence(pool, occ, calibration) >= threshold:
             out.append(i)
     return out
 
@@ -233,8 +238,7 @@ def heads_to_refine(
         occ = pool.first(i)
         if occ is None:
             continue
-        conf = memorization({**occ.features(), "recurrence": len(pool.sources[i])}, calibration)
-        if conf >= threshold:
+        if text_confidence(pool, occ, calibration) >= threshold:
             heads.setdefault(occ.text[: occ.end], []).append(i)
     return heads
 

@@ -206,8 +206,6 @@ WRITTEN_DATE_SCORE = 0.6
 #: A sentence's first word, when Capitalised (an upper-case letter, then lower-case ones) and followed by
 #: another capitalised word: at the text's start, after a sentence's end or at a new line.
 _SENTENCE_OPENING = re.compile(r"(?:^|[.!?]\s+|\n\s*)([A-Z])[a-z]+(?=\s+[A-Z])")
-#: Score of a name NER finds only with the sentence's first word lower-cased (Presidio's own NER score).
-OPENING_NAME_SCORE = 0.85
 
 
 def lowered_openings(text: str) -> str:
@@ -220,8 +218,9 @@ def lowered_openings(text: str) -> str:
     return "".join(chars)
 
 
-def _opening_name_recognizer(language: str, nlp: Any) -> Any:
-    """Names NER finds once each sentence's first word is lower-cased (:func:`lowered_openings`).
+def _opening_name_recognizer(language: str, nlp: Any, score: float) -> Any:
+    """Names NER finds once each sentence's first word is lower-cased (:func:`lowered_openings`),
+    with ``score`` (the first NER pass's own).
 
     spaCy's small English model reads a sentence that opens with a capitalised noun and a
     name ("Customer Emily Shaw has ...", "Policyholder Kimberly Green, ...") as one
@@ -244,7 +243,7 @@ def _opening_name_recognizer(language: str, nlp: Any) -> Any:
                 return []
             changed = [i for i, (a, b) in enumerate(zip(text, lowered, strict=True)) if a != b]
             return [
-                RecognizerResult(E.PERSON, ent.start_char, ent.end_char, OPENING_NAME_SCORE)
+                RecognizerResult(E.PERSON, ent.start_char, ent.end_char, score)
                 for ent in nlp(lowered).ents
                 if NER_LABELS.get(ent.label_) == E.PERSON
                 and not any(ent.start_char <= i < ent.end_char for i in changed)
@@ -302,7 +301,7 @@ def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]
             if has_ner:
                 out.append(rec)
                 if language == "en":
-                    out.append(_opening_name_recognizer(language, engine.nlp[language]))
+                    out.append(_opening_name_recognizer(language, engine.nlp[language], rec.ner_strength))
         elif type(rec) is EmailRecognizer:
             out.append(_offline_email_recognizer(language))
         elif type(rec) is PhoneRecognizer:
