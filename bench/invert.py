@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Collection, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,20 @@ NOTES: tuple[str, ...] = (
     "texts). "
     "Lenient precision counts output values that are part of a planted value (a city or street "
     "written alone, a date without its year): memorised text, cut short.",
+    "- Reruns of 2026-12-05, late, for the precision per entity type (5fdaa20, whose outputs are "
+    "5d048a9's to the value: it moved a text's occurrence confidence into one place): the tiny "
+    "victims with `invert` seeds 0-4, and the three SmolLM2 report victims, rebuilt (a rebuild in "
+    "the same install reproduced the earlier build: the same values out) and inverted alone on the "
+    "cores (252-290 s). The SmolLM2 victims looked at or fitted on were not rebuilt for it; their "
+    "rows of 5d048a9 (invert seed 0, recall / precision, wall s) were: held-out templates seed 6 "
+    "0.960 / 0.873 (1114, beside a CI run), seed 5 0.940 / 0.922 (296), seed 3 0.900 / 0.900 (290), "
+    "seed 4 0.920 / 0.836 (304), seed 2 0.980 / 0.961 (321) (looked at); seed 7 0.940 / 0.940 "
+    "(1263, beside other benchmarks), seed 1 0.900 / 1.000 (286), train templates seed 0 0.906 / "
+    "0.980 (306) (fitting). Precision 0.9 is not met on looked-at seeds 6 and 4: the fine-tuned "
+    "model's own corrupted copies of planted values and generic addresses (next notes). The "
+    "report victims' wrong values are of the first kind: seed 11 'October 1, 1963' (planted "
+    "'November 1, 1963') and '701) 463-77-99' ('(701) 421-7743'), seed 12 'March 1, 1954' and "
+    "'Oct 1, 1937' (splices of 'March 1, 1937' and 'Oct 2, 1954').",
     "- Fourth set of changes (2026-12-05, evening; 5d048a9), one per kind of wrong value seen on "
     "SmolLM2 victims 6, 5, 3, 4 and 2 and the fitting victims (so seeds 6, 5 and 3, report victims "
     "until then, are 'looked at' now; seeds 11 and 12 were built as new report victims and run "
@@ -239,9 +254,14 @@ def planted_values(records: list[Record]) -> dict[str, str]:
     return {r.span_text(s): s.entity_type for r in records for s in r.spans}
 
 
-def output_values(path: Path) -> set[str]:
-    """Distinct span values of an ``invert`` output file."""
-    return {r.span_text(s) for r in read_records(path, allow_empty=True) for s in r.spans}
+def output_values(path: Path) -> dict[str, str]:
+    """Distinct span values of an ``invert`` output file -> the entity type ``invert`` gave each
+    (the first one, where a value is written with two)."""
+    out: dict[str, str] = {}
+    for r in read_records(path, allow_empty=True):
+        for s in r.spans:
+            out.setdefault(r.span_text(s), s.entity_type)
+    return out
 
 
 def detector_ceiling(planted: list[Record]) -> float:
@@ -265,8 +285,11 @@ def labelled(candidates: list[dict[str, Any]], planted: dict[str, str]) -> list[
     return out
 
 
-def score(out: set[str], planted: dict[str, str]) -> dict[str, Any]:
-    """Recall, precision, lenient precision and per-type hits of a set of output values."""
+def score(out: Collection[str], planted: dict[str, str]) -> dict[str, Any]:
+    """Recall, precision, lenient precision and per-type hits of a set of output values; when
+    ``out`` maps each value to its output type, precision per output type as well."""
+    types_out = dict(out) if isinstance(out, Mapping) else {}
+    out = set(out)
     exact = out & set(planted)
     partial = {v for v in out - exact if any(v in p for p in planted)}
     per_type = Counter(planted.values())
@@ -277,6 +300,10 @@ def score(out: set[str], planted: dict[str, str]) -> dict[str, Any]:
         "lenient_precision": (len(exact) + len(partial)) / len(out) if out else 0.0,
         "values": len(out),
         "per_type": {t: (hits[t], n) for t, n in sorted(per_type.items())},
+        "per_type_out": {
+            t: (sum(1 for v, u in types_out.items() if u == t and v in exact), n)
+            for t, n in sorted(Counter(types_out.values()).items())
+        },
     }
 
 
@@ -484,6 +511,19 @@ def write_report(results: list[dict[str, Any]], load: Any) -> None:
     lines.append("|---|---:|" + "---:|" * len(types))
     for r in results:
         cells = [f"{r['per_type'][t][0]}/{r['per_type'][t][1]}" if t in r["per_type"] else "–" for t in types]
+        lines.append(f"| {r['victim']} | {r['seed']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Precision per entity type (planted values / values out, by the type `invert` wrote each "
+        "value with; a planted value written with another type counts as right):",
+        "",
+    ]
+    types_out = sorted({t for r in results for t in r.get("per_type_out", {})})
+    lines.append("| victim | seed | " + " | ".join(types_out) + " |")
+    lines.append("|---|---:|" + "---:|" * len(types_out))
+    for r in results:
+        got = r.get("per_type_out", {})
+        cells = [f"{got[t][0]}/{got[t][1]}" if t in got else "–" for t in types_out]
         lines.append(f"| {r['victim']} | {r['seed']} | " + " | ".join(cells) + " |")
     lines += ["", "Where the time goes (seconds, from each output's manifest):", ""]
     for r in results:
