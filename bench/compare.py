@@ -160,6 +160,12 @@ NOTES = """## How deep each method's removal is
   `ga` and `npo` leave most of the ranking (4.9-8.3 bits above the twins, 44-97% first) even
   where greedy ERR falls to 0.03-0.12; `sani` and `nspu` do not move it at all (8.2-8.4 bits,
   100% first). Membership AUC stays 0.79-1.00 for every method but `twinfit`.
+- The `twinfit` rows are of its defaults of 2026-12-02. Since 2026-12-05 (late) its level term
+  is made value by value, with `zeta` 2 and 300 steps (`bench/twinfit.md`, last section; chosen
+  on two fitting victims no table here uses): data-free on seeds 0 / 3, gap +0.25 / +0.37, rank-1
+  0% / 1.5% (the null's 95% max 0.94% / 1.5%), membership AUC 0.55 (0.45-0.64) / 0.59
+  (0.51-0.69), greedy ERR 0 / 0 (constrained 0 / 0.005), after int4 +0.21 / +0.28 and after the
+  worst relearning +0.17 / +0.32. Seed 2 and the oracle rows were not rerun with them.
 - Relearning (the worst of 4 fine-tunes of 20 steps) does not bring greedy extraction back (ERR
   <= 0.12 after it for every method). For every method but `twinfit` it brings the ranking back:
   among 31 candidates their gap after relearning is 3.5-3.9 bits, the original's own level under

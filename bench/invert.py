@@ -71,7 +71,10 @@ NOTES: tuple[str, ...] = (
     "model's own corrupted copies of planted values and generic addresses (next notes). The "
     "report victims' wrong values are of the first kind: seed 11 'October 1, 1963' (planted "
     "'November 1, 1963') and '701) 463-77-99' ('(701) 421-7743'), seed 12 'March 1, 1954' and "
-    "'Oct 1, 1937' (splices of 'March 1, 1937' and 'Oct 2, 1954').",
+    "'Oct 1, 1937' (splices of 'March 1, 1937' and 'Oct 2, 1954'). On the tiny victims the "
+    "precision table shows where the wrong values are: URL-shaped pieces of the small model's "
+    "broken e-mail addresses ('way.com', 'Apt.com', 'hotmail.com.com.com.com'; no URL is ever "
+    "planted: 0-4 per run), addresses cut short (LOCATION) and a few names and dates.",
     "- Fourth set of changes (2026-12-05, evening; 5d048a9), one per kind of wrong value seen on "
     "SmolLM2 victims 6, 5, 3, 4 and 2 and the fitting victims (so seeds 6, 5 and 3, report victims "
     "until then, are 'looked at' now; seeds 11 and 12 were built as new report victims and run "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -116,15 +117,30 @@ def test_a_null_aiming_method_keeps_later_readings_unless_greedy_extraction_come
     assert method.better(reading(0.05), reading(0.06))
 
 
-def _level(victim: Any, true_level: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-    """The level term on the test record with every true token at NLL ``true_level``, every rewrite
-    token scored by uniform logits; its gradients on the true NLL and on the rewrites' logits."""
+def _value_positions(victim: Any) -> list[list[int]]:
+    """Per value of the test record, the NLL positions (token index - 1) of its tokens and the one after."""
+    offsets = encode(victim.tokenizer, TEXT, with_offsets=True)["offset_mapping"]
+    return [
+        [i - 1 for i in range(1, len(offsets)) if offsets[i][0] < s.end + 1 and offsets[i][1] > s.start]
+        for s in _record().spans
+    ]
+
+
+def _level(
+    victim: Any, true_level: float, by_value: Sequence[float] = ()
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """The level term on the test record with every true token at NLL ``true_level`` (or, value by
+    value, ``by_value``), every rewrite token scored by uniform logits; its gradients on the true NLL
+    and on the rewrites' logits."""
     tok = victim.tokenizer
     method = TwinFit(TwinFit.Options(rewrites=3, keep=0.0))
     examples = method.examples([_record()], tok, seed=0)
     batch = collate(examples, 0, "cpu")
     batch["index"] = torch.tensor([0.0])
-    true_nll = torch.full((1, len(examples[0].input_ids) - 1), true_level, requires_grad=True)
+    levels = torch.full((1, len(examples[0].input_ids) - 1), true_level)
+    for positions, level in zip(_value_positions(victim), by_value, strict=False):
+        levels[0, positions] = level
+    true_nll = levels.clone().requires_grad_(True)
     seen: list[torch.Tensor] = []
 
     def forward(ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
@@ -155,3 +171,13 @@ def test_the_level_term_pulls_the_true_value_onto_its_twins_from_both_sides(vict
         assert moved and set(moved) <= set(near_pii)
         assert all(float(grad[i]) * sign > 0 for i in moved)
         assert float(twin_grad.abs().sum()) == 0.0
+
+
+def test_the_level_term_is_made_value_by_value(victim: Any) -> None:
+    """A name far too likely, an SSN far too unlikely, a phone number far too likely: each value is
+    pulled towards its own twins (a record's sum over its values could match while each is off)."""
+    _, grad, _, _ = _level(victim, 0.0, by_value=(0.0, 60.0, 0.0))
+    for positions, sign in zip(_value_positions(victim), (-1.0, 1.0, -1.0), strict=True):
+        moved = [i for i in positions if float(grad[i]) != 0.0]
+        assert moved
+        assert all(float(grad[i]) * sign > 0 for i in moved)

@@ -36,13 +36,18 @@ scores what a *well-calibrated* model would give a value, while the model's own
 score of a never-seen value is lower (it is not calibrated on paths it never
 trained on: on the tuning victim the true values' tokens sat at -2.9 nats, a
 fake's at -4.5). So a last term sets the level from the model itself
-(``zeta``): for each rewrite, the true record's summed NLL over the characters
-the rewrite changed is pulled (smooth-L1, both ways) onto the rewrite's own
+(``zeta``): for each value a rewrite changed, the true record's summed NLL over
+the characters it changed is pulled (smooth-L1, both ways) onto the rewrite's own
 summed NLL there, as the model scores it at that step (no gradient into the
 rewrite's side). That is the attacker's comparison (the same prefix, the true
 rest of the value against a never-seen one), made at every step with a fresh
 twin: its optimum is "the true value scores like its twins", and it costs no
-extra forward pass.
+extra forward pass. It is made value by value, as the attacker ranks them: a
+sum over a record's values let one value end far below its twins and pay for
+another left far above (``bench/twinfit.md``). Per token the targets cannot say
+this: a value the tokenizer writes in fewer tokens ("+1 199 664 2917" in 7, its
+same-shape twins in 9-11) wins a ranking of whole values at the same per-token
+odds.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from pydantic import Field
 from pii_unlearn.artifacts import Record
 from pii_unlearn.lm import encode, pad_right, padding_id
 from pii_unlearn.options import with_defaults
-from pii_unlearn.pii.masks import offsets_mask, overlapping_tokens, token_mask
+from pii_unlearn.pii.masks import offsets_mask, overlapping_tokens
 from pii_unlearn.pii.shapes import PlausibleCandidates
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample
@@ -80,7 +85,7 @@ class TwinFitOptions(
         lr_schedule="cosine",
         warmup_steps=20,
         lora=False,
-        max_steps=200,
+        max_steps=300,
         kl_weight=1.0,
         eval_every=25,
     )
@@ -100,10 +105,11 @@ class TwinFitOptions(
     )
     delta: float = Field(4.0, ge=0, description="weight of the NLL on the rewrites' new tokens")
     zeta: float = Field(
-        1.0,
+        2.0,
         ge=0,
-        description="weight of the level term: the true record's NLL over each rewrite's new characters "
-        "pulled (smooth-L1, both ways) onto the rewrite's own NLL there, as the model scores it now",
+        description="weight of the level term: per rewritten value, the true record's NLL over the "
+        "rewrite's new characters pulled (smooth-L1, both ways) onto the rewrite's own NLL there, as the "
+        "model scores it now",
     )
 
 
@@ -252,8 +258,13 @@ class TwinFit(GradientMethod):
         self, batch: Batch, forward: Forward, true_nll: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's rewrites of the batch's records: the mean NLL of their new tokens, and the
-        level term (the true record's summed NLL over the same characters against the rewrite's)."""
-        seqs, masks, weights, rows, true_masks = [], [], [], [], []
+        level term: per rewritten value, the true record's summed NLL over the characters the
+        rewrite changed against the rewrite's own there (summed over a rewrite's values)."""
+        seqs, masks, weights, rows = [], [], [], []
+        # one entry per rewritten value: (rewrite's sequence, its tokens there, the true record's)
+        level_seq: list[int] = []
+        level_twin: list[list[int]] = []
+        level_true: list[list[int]] = []
         for row, (idx, w) in enumerate(zip(batch["index"].tolist(), batch["weights"].tolist(), strict=True)):
             record = self._records[int(idx)]
             for _ in range(self.options.rewrites):
@@ -261,15 +272,21 @@ class TwinFit(GradientMethod):
                 if not learn:
                     continue
                 ranges = [{"start": a, "end": b} for a, b in learn]
-                ids, mask = token_mask(self._tokenizer, text, ranges)
+                enc = encode(self._tokenizer, text, with_offsets=True)
+                ids, offsets = enc["input_ids"], enc["offset_mapping"]
+                mask = offsets_mask(offsets, ranges)
                 # a causal model scores the learned tokens from what precedes them: stop there
                 end = min(MAX_TRAIN_TOKENS, 1 + max((i for i, m in enumerate(mask) if m), default=len(ids)))
+                if self.options.zeta > 0:
+                    width = true_nll.shape[1] + 1
+                    for r in ranges:
+                        level_seq.append(len(seqs))
+                        level_twin.append(offsets_mask(offsets, [r])[:end])
+                        level_true.append(offsets_mask(self._offsets[int(idx)], [r])[:width])
                 seqs.append(ids[:end])
                 masks.append(mask[:end])
                 weights.append(w)
                 rows.append(row)
-                if self.options.zeta > 0:
-                    true_masks.append(offsets_mask(self._offsets[int(idx)], ranges)[: true_nll.shape[1] + 1])
         device = batch["input_ids"].device
         zero = torch.zeros((), device=device)
         if not seqs:
@@ -281,11 +298,15 @@ class TwinFit(GradientMethod):
         learn = learn_mask[:, 1:].float()
         w = torch.tensor(weights, device=device)
         fit = weighted_mean(per_sequence_mean(nll, learn), w)
-        if not true_masks:
+        if not level_seq:
             return fit, zero
-        on_true, _ = pad_right(true_masks, 0, device)
-        on_true = on_true[:, 1:].float()
-        true_sum = (true_nll[rows, : on_true.shape[1]] * on_true).sum(-1)
-        twin_sum = (nll * learn).sum(-1).detach()
-        level = torch.nn.functional.smooth_l1_loss(true_sum, twin_sum, reduction="none")
-        return fit, weighted_mean(level, w)
+        on_twin, _ = pad_right(level_twin, 0, device)
+        on_true, _ = pad_right(level_true, 0, device)
+        on_twin, on_true = on_twin[:, 1 : nll.shape[1] + 1].float(), on_true[:, 1:].float()
+        seq = torch.tensor(level_seq, device=device)
+        true_sum = (true_nll[torch.tensor(rows, device=device)[seq], : on_true.shape[1]] * on_true).sum(-1)
+        twin_sum = (nll[seq, : on_twin.shape[1]] * on_twin).sum(-1).detach()
+        per_value = torch.nn.functional.smooth_l1_loss(true_sum, twin_sum, reduction="none")
+        # summed over each rewrite's values, then the weighted mean over rewrites
+        per_rewrite = torch.zeros(len(seqs), device=device).index_add(0, seq, per_value)
+        return fit, weighted_mean(per_rewrite, w)
