@@ -297,16 +297,14 @@ def score(out: Collection[str], planted: dict[str, str]) -> dict[str, Any]:
     partial = {v for v in out - exact if any(v in p for p in planted)}
     per_type = Counter(planted.values())
     hits = Counter(planted[v] for v in exact)
+    hits_out = Counter(types_out[v] for v in exact if v in types_out)
     return {
         "recall": len(exact) / len(planted),
         "precision": len(exact) / len(out) if out else 0.0,
         "lenient_precision": (len(exact) + len(partial)) / len(out) if out else 0.0,
         "values": len(out),
         "per_type": {t: (hits[t], n) for t, n in sorted(per_type.items())},
-        "per_type_out": {
-            t: (sum(1 for v, u in types_out.items() if u == t and v in exact), n)
-            for t, n in sorted(Counter(types_out.values()).items())
-        },
+        "per_type_out": {t: (hits_out[t], n) for t, n in sorted(Counter(types_out.values()).items())},
     }
 
 

@@ -150,13 +150,7 @@ def _level(
 
     _, level = method._rewrite_losses(batch, forward, true_nll)
     level.backward()
-    ids = examples[0].input_ids
-    offsets = encode(tok, TEXT, with_offsets=True)["offset_mapping"]
-    near_pii = [
-        i - 1
-        for i in range(1, len(ids))
-        if any(offsets[i][0] < s.end + 1 and offsets[i][1] > s.start for s in _record().spans)
-    ]
+    near_pii = sorted(set().union(*_value_positions(victim)))
     assert true_nll.grad is not None
     return level, true_nll.grad[0], seen[0].grad if seen[0].grad is not None else torch.zeros(1), near_pii
 

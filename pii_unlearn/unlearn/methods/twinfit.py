@@ -260,9 +260,10 @@ class TwinFit(GradientMethod):
         """This step's rewrites of the batch's records: the mean NLL of their new tokens, and the
         level term: per rewritten value, the true record's summed NLL over the characters the
         rewrite changed against the rewrite's own there (summed over a rewrite's values)."""
-        seqs, masks, weights, rows = [], [], [], []
-        # one entry per rewritten value: (rewrite's sequence, its tokens there, the true record's)
+        seqs, masks, weights = [], [], []
+        # one entry per rewritten value: its rewrite's sequence and batch row, its tokens in both
         level_seq: list[int] = []
+        level_row: list[int] = []
         level_twin: list[list[int]] = []
         level_true: list[list[int]] = []
         for row, (idx, w) in enumerate(zip(batch["index"].tolist(), batch["weights"].tolist(), strict=True)):
@@ -281,12 +282,12 @@ class TwinFit(GradientMethod):
                     width = true_nll.shape[1] + 1
                     for r in ranges:
                         level_seq.append(len(seqs))
+                        level_row.append(row)
                         level_twin.append(offsets_mask(offsets, [r])[:end])
                         level_true.append(offsets_mask(self._offsets[int(idx)], [r])[:width])
                 seqs.append(ids[:end])
                 masks.append(mask[:end])
                 weights.append(w)
-                rows.append(row)
         device = batch["input_ids"].device
         zero = torch.zeros((), device=device)
         if not seqs:
@@ -304,7 +305,7 @@ class TwinFit(GradientMethod):
         on_true, _ = pad_right(level_true, 0, device)
         on_twin, on_true = on_twin[:, 1 : nll.shape[1] + 1].float(), on_true[:, 1:].float()
         seq = torch.tensor(level_seq, device=device)
-        true_sum = (true_nll[torch.tensor(rows, device=device)[seq], : on_true.shape[1]] * on_true).sum(-1)
+        true_sum = (true_nll[level_row, : on_true.shape[1]] * on_true).sum(-1)
         twin_sum = (nll[seq, : on_twin.shape[1]] * on_twin).sum(-1).detach()
         per_value = torch.nn.functional.smooth_l1_loss(true_sum, twin_sum, reduction="none")
         # summed over each rewrite's values, then the weighted mean over rewrites
