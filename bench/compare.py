@@ -3,7 +3,9 @@
 For each seed: build the victim, run the data-free front of the pipeline (invert ->
 detect -> risk-score, the subcommands' library steps), then unlearn with each method and
 audit the result on the planted records (which no sanitizing step reads).
-Oracle rows give the method the true records as its forget set.
+Oracle rows give the method the true records as its forget set. The ``never seen`` row is
+the target itself: the same audit of a victim that never saw these records (another seed's,
+same templates), i.e. what "indistinguishable from a value the model never saw" reads as.
 
 Run: ``.venv/bin/python bench/compare.py [--victims 0:train 3:heldout]`` (writes one JSON per victim
 under ``bench/compare_results/`` and the tables of all of them to ``bench/compare.md``).
@@ -43,6 +45,10 @@ RUNS: tuple[tuple[str, str, str], ...] = (
     ("twinfit (data-free)", "twinfit", "free"),
     ("twinfit (oracle)", "twinfit", "oracle"),
 )
+#: The reference row: a victim of another seed (per template set; seeds no report uses: the fitting
+#: victims of ``bench/twinfit.md``) audited on this victim's planted records and held-out text.
+NEVER_SEEN = "never seen"
+REFERENCE_SEEDS: dict[str, int] = {"train": 1, "heldout": 5}
 #: (column, report path) of the figures in the table.
 FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ERR", ("err", "overall")),
@@ -94,6 +100,14 @@ def one_seed(seed: int, templates: str, work: Path, only: set[str] | None = None
     base = run_audit(victim, planted, heldout=heldout, settings=AUDIT).report["model"]
     original = {c: _get(base, p) for c, p in FIGURES}
     rows = [{"seed": seed, "templates": templates, "run": "original", "figures": original}]
+    if only is None or NEVER_SEEN in only:
+        reference = work / "reference"
+        build_victim(reference, VictimConfig(seed=REFERENCE_SEEDS[templates], templates=templates))
+        report = run_audit(reference, planted, heldout=heldout, settings=AUDIT).report["model"]
+        # its perplexity is of another model on text it may have trained on: not a utility figure
+        figures = {c: _get(report, p) for c, p in FIGURES if c != "ppl"}
+        rows.append({"seed": seed, "templates": templates, "run": NEVER_SEEN, "figures": figures})
+        print(f"seed {seed} ({templates}) {NEVER_SEEN}: gap {figures['gap (bits)']}", flush=True)
     for name, method, forget in RUNS:
         if only is not None and name not in only:
             continue
@@ -243,14 +257,14 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         "| run | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |",
         "|---|---|" + "---:|" * len(COLUMNS),
     ]
-    names = ["original"] + [r[0] for r in RUNS]
+    names = ["original", NEVER_SEEN] + [r[0] for r in RUNS]
     for name in names:
         mine = [r for r in rows if r["run"] == name]
         if mine:
             cells = [_cell([r["figures"].get(c) for r in mine], f) for c, f in COLUMNS]
             seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in mine}))
             lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
-    stops = {name: sorted({r.get("stop", "") for r in rows if r["run"] == name}) for name in names[1:]}
+    stops = {name: sorted({r.get("stop", "") for r in rows if r["run"] == name}) for name in names[2:]}
     lines += ["", "Stop reasons: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in stops.items() if v) + "."]
     return lines
 
@@ -302,7 +316,7 @@ def main() -> None:
     parser.add_argument(
         "--runs",
         nargs="+",
-        choices=[name for name, _, _ in RUNS],
+        choices=[NEVER_SEEN] + [name for name, _, _ in RUNS],
         help="run only these rows (and the original); the victim's other stored rows are kept",
     )
     parser.add_argument("--table-only", action="store_true", help="rewrite compare.md from compare_results/")
