@@ -149,68 +149,70 @@ def _cell(values: list[float | None], fmt: str) -> str:
 #: What the tables say, written from the run of 2026-11-23 (rerun: check these against the tables).
 NOTES = """## How deep each method's removal is
 
-- When the rows ran: `original` and the `twinfit` rows on 2026-12-02, the others on 2026-11-24
-  with the audit of that day; the rerun `original` rows read the same ERR and true-value
-  exposure (9.72-9.73 bits) as then, while the twins' exposure on seed 0 moved from 1.36 to
-  1.66 bits (the candidate sampler changed in between), so compare gaps across dates to about
-  0.3 bit.
+- When the rows ran: `original`, `never seen` and the `twinfit` rows on 2026-12-06 (alone on the
+  2 cores, `twinfit`'s defaults of 2026-12-05: the level term value by value, `zeta` 2, 300
+  steps), the others on 2026-11-24 with the audit of that day; the rerun `original` rows read the
+  same ERR and true-value exposure (9.68-9.73 bits) as then, while the twins' exposure on seed 0
+  moved from 1.36 to 1.55 bits (the candidate sampler changed in between), so compare gaps across
+  dates to about 0.3 bit.
+- `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
+  on these victims: a victim of another seed and the same templates (seed 1 for the train
+  templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
+  these records, under the same audit. Gap -0.12 / +0.32 / +0.13 bits (seeds 0 / 2 / 3), membership
+  AUC 0.50 / 0.56 / 0.49, relearning gap +0.02 / +0.45 / +0.12, ERR 0. On seed 3 it ranks 3 of 200
+  true values first among 1024, over the binomial null's 95% range (1.0%): a titled name ("Mrs.
+  Tina Roberts MD", few same-shape variants) and a phone number the tokenizer writes in fewer
+  tokens than its twins are first for a model that never saw them, so "rank-1 within the null's
+  range" is a target the reference itself misses there; the candidates are not a perfect null
+  for every value.
 - The null is where it should be: on every row the twins, never-trained values drawn like the
   candidates, read 1.3-1.9 bits and are ranked first 0-1% of the time (chance: 0.1%). The original
   victim ranks all its true values first among 1024 (exposure 9.7 of a 10-bit ceiling; e-mail
   addresses have fewer variants of their shape, hence under 10), 8.1-8.4 bits above the twins.
-- `twinfit` (its defaults since the level term, warm-up and cosine decay; `bench/twinfit.md`)
-  is the only method that comes near the null; it ran on three victims never tuned on (train
-  templates seeds 0 and 2, held-out templates seed 3; every other row is seed 0 / seed 3 only).
-  Data-free, seed 0 / 2 / 3: greedy ERR 0.005 / 0 / 0, constrained ERR 0.005 / 0 / 0.005,
-  E-Hit 0.009 / 0 / 0, exposure 1.82 / 2.12 / 2.04 bits against the twins' 1.59 / 1.50 / 1.55:
-  gap +0.24 / +0.63 / +0.48 (target: within 0.5 either way; seed 2 misses it), membership AUC
-  0.47 (95% 0.38-0.57) / 0.64 (0.54-0.73) / 0.60 (0.49-0.71): 0.5 inside two of the three
-  intervals. Rank-1 is the figure missed everywhere: 2.3% / 3.3% / 2.5% of the true values are
-  still first among 1024, where the null's 95% range ends at 0.9-1.0% (5-7 values of ~210
-  against at most 2). Oracle (the true records as forget set): gap +0.12 / +0.07 / +0.19,
-  rank-1 0.5% / 0% / 1.0% (inside the null's range), AUC 0.46 / 0.59 / 0.58, so the data-free
-  runs trail the oracle by 0.1-0.6 bit (the issue asks for within 10%). The previous deepest,
-  data-free `dfsu`, leaves +5.0-5.6 bits and 42-52% ranked first (oracle +3.6-3.8, 19-26%).
-  `ga` and `npo` leave most of the ranking (4.9-8.3 bits above the twins, 44-97% first) even
-  where greedy ERR falls to 0.03-0.12; `sani` and `nspu` do not move it at all (8.2-8.4 bits,
-  100% first). Membership AUC stays 0.79-1.00 for every method but `twinfit`.
-- The `twinfit` rows are of its defaults of 2026-12-02. Since 2026-12-05 (late) its level term
-  is made value by value, with `zeta` 2 and 300 steps (`bench/twinfit.md`, last section; chosen
-  on two fitting victims no table here uses): data-free on seeds 0 / 3, gap +0.25 / +0.37, rank-1
-  0% / 1.5% (the null's 95% max 0.94% / 1.5%), membership AUC 0.55 (0.45-0.64) / 0.59
-  (0.51-0.69), greedy ERR 0 / 0 (constrained 0 / 0.005), after int4 +0.21 / +0.28 and after the
-  worst relearning +0.17 / +0.32. Seed 2 and the oracle rows were not rerun with them.
+- `twinfit` is the only method that comes near the null; it ran on three victims never tuned on
+  (train templates seeds 0 and 2, held-out templates seed 3; every other row is seed 0 / seed 3
+  only). Data-free, seeds 0 / 2 / 3: greedy ERR, constrained ERR and E-Hit 0 on all three; gap
+  +0.18 / +0.15 / +0.16 bits (never seen: -0.12 / +0.32 / +0.13); rank-1 0 / 0 / 1.5% (never seen
+  0 / 0 / 1.5%); membership AUC 0.56 (95% 0.47-0.65) / 0.59 (0.51-0.67) / 0.61 (0.51-0.69), where
+  the never-seen victim reads 0.50 / 0.56 / 0.49: the one figure still apart from the reference
+  (0.5 inside one of the three intervals). Oracle (the true records as forget set): gap +0.08 /
+  +0.14 / +0.20, rank-1 0 / 0.9% / 0.5%, AUC 0.49 / 0.54 / 0.58, ERR 0: the data-free runs are
+  within 0.1 bit of the oracle's gap and 0.04-0.08 of its AUC (the issue's "within 10%" read as
+  10% of what the oracle removes, 8.0-8.2 bits: met; read as 10% of the oracle's own gap: not).
+  The previous deepest, data-free `dfsu`, leaves +5.0-5.6 bits and 42-52% ranked first (oracle
+  +3.6-3.8, 19-26%). `ga` and `npo` leave most of the ranking (4.9-8.3 bits above the twins,
+  44-97% first) even where greedy ERR falls to 0.03-0.12; `sani` and `nspu` do not move it at
+  all (8.2-8.4 bits, 100% first). Membership AUC stays 0.79-1.00 for every method but `twinfit`.
+- `twinfit` with its defaults of 2026-12-02 (summed level term, `zeta` 1, 200 steps), the same
+  victims: data-free gap +0.24 / +0.63 / +0.48, rank-1 2.3% / 3.3% / 2.5%, AUC 0.47 / 0.64 / 0.60,
+  constrained ERR 0.005 / 0 / 0.005; oracle +0.12 / +0.07 / +0.19.
 - Relearning (the worst of 4 fine-tunes of 20 steps) does not bring greedy extraction back (ERR
   <= 0.12 after it for every method). For every method but `twinfit` it brings the ranking back:
   among 31 candidates their gap after relearning is 3.5-3.9 bits, the original's own level under
-  the same attack (3.6-3.9; ceiling 5). After `twinfit` it reads +0.34 / +0.66 / +0.76 bits
-  (data-free, seeds 0 / 2 / 3) and +0.24 to +0.53 (oracle). int4 quantization undoes nothing
-  for any method (ERR within 0.02 of the unquantized model; `twinfit`'s gaps among 31
-  candidates +0.05 to +0.47).
-- Held-out perplexity: `twinfit` -10.2% / -13.1% / -9.4% (data-free), -1.9% / -14.3% / -16.0%
-  (oracle), within the +2% target; `dfsu` data-free +5.8% / -15.1%, oracle +13.9% / -14.4%. On victims this
-  overfit the held-out text does not see what the model loses of its own (memorised) text:
-  `twinfit` makes its own samples 4-5x as perplexing ([guard.md](guard.md)). The built-in guard
-  paragraphs stopped none of these runs.
+  the same attack (3.6-3.9; ceiling 5). After `twinfit` it reads +0.32 / +0.64 / +0.53 bits
+  (data-free, seeds 0 / 2 / 3; one value back under constrained decoding on seed 3) and +0.28 /
+  +0.42 / +0.47 (oracle), against the never-seen victim's +0.02 / +0.45 / +0.12: what relearning
+  recovers after `twinfit` is a fraction of a bit. int4 quantization undoes nothing for any
+  method (ERR within 0.02 of the unquantized model; `twinfit`'s gaps among 31 candidates +0.12
+  to +0.26, the never-seen victim's -0.02 to +0.31).
+- Held-out perplexity: `twinfit` -10.3% / -1.7% / -31.6% (data-free), -13.8% / +1.6% / -24.2%
+  (oracle), within the +2% target; `dfsu` data-free +5.8% / -15.1%, oracle +13.9% / -14.4% (its
+  rows against the originals of 2026-11-24). On victims this overfit the held-out text does not
+  see what the model loses of its own (memorised) text: `twinfit` makes its own samples 4-5x as
+  perplexing ([guard.md](guard.md)). The built-in guard paragraphs stopped none of these runs.
 - Before the level term (the same victims, earlier on 2026-12-02): data-free gap +2.9 / +3.6,
   rank-1 16% / 19%, AUC 0.96 / 0.97, relearning gap 1.7 / 2.1, held-out ppl +8.3% / -10.2%.
   With the level term but no warm-up or decay: gap +0.38 / +0.43, rank-1 3.3% / 3.0%, AUC 0.44 /
   0.59, held-out ppl +14.1% / +4.8% (oracle +20.8% / +3.9%): the schedule (chosen on the tuning
   victim for less damage to the model's own text) is what brought the perplexity down here.
-- Wall time: the `twinfit` rows' unlearn column ran with two or three jobs on the 2 cores
-  (105-240 s); alone, the default run took 142 s before the level term (`bench/twinfit.md`), which
-  adds no forward pass; the issue's target is 90 s; `dfsu` took 60-72 s on 2026-11-24. Since
-  2026-12-05 a single `unlearn` process trains on the cores other jobs leave idle (it ran on one
-  thread before): alone on the 2 cores, `pii-unlearn unlearn --method twinfit` with the defaults,
-  end to end (start-up, loading, retain text, 200 steps, saving), took 56 s on the seed-0 victim
-  and 51 s on the seed-3 one (forget sets from that day's `invert`, 71 and 70 records; one
-  thread on the seed-1 tuning victim: 82 s against 56 s on two). Audited (C = 1023, no probes):
-  seed 0 ERR 0.005, E-Hit 0, gap +0.32 bits, rank-1 0.9% (the null's 95% range ends at 0.9%),
-  MIA AUC 0.50 (0.40-0.59), held-out ppl -14%; seed 3 ERR 0.005, E-Hit 0.005, gap +0.55, rank-1
-  2.0% (null to 1.0%), AUC 0.60 (0.50-0.71), ppl -24%: the rows' depth, at a third of the time.
+- Wall time: the `twinfit` rows' unlearn column ran alone on the 2 cores, in process (loading
+  aside; retain text, soft targets, 300 steps, 13 readings, saving): 94 / 100 / 99 s data-free,
+  97-107 s oracle, over the issue's 90 s; the same defaults through the CLI, end to end, took 79-85
+  s on 2026-12-05 (other forget sets). A reading (greedy extraction over the forget set) costs
+  1-2 s; `dfsu` took 60-72 s on 2026-11-24.
 - The data-free rows' forget sets of the 2026-11-24 rows come from `invert` as it was before
   issue 14's recall changes (commit d5f9243: recall 0.55 on the train-template victim, seed 0);
-  the `twinfit` rows use today's `invert` (recall 0.90, `bench/invert.md`), so part of its lead
+  the `twinfit` rows use the current `invert` (recall 0.94 on seed 0, `bench/invert.md`), so part of its lead
   over data-free `dfsu` may come from the better forget set; its oracle rows do not depend on it.
 
 - What was tried on the way to `twinfit`'s defaults, on a victim no table here uses, and what
@@ -221,8 +223,11 @@ NOTES = """## How deep each method's removal is
   in-domain `--retain` text: ERR, constrained ERR, E-Hit, int4 ERR 0, gap +0.42 bits among 128
   candidates, rank-1 1 of 53, MIA AUC 0.59, held-out ppl -29%; after the relearning grid (8
   fine-tunes) ERR 0 and gap +0.17. `ga --retain` on the same victim reached ERR 0 and +0.63 but
-  gave 13 values back to 20 full steps on same-format fake records (+2.21 bits). Not run: the
-  data-free `twinfit` on the real model, its three seeds and the held-out-template victim.
+  gave 13 values back to 20 full steps on same-format fake records (+2.21 bits). Data-free
+  `twinfit` on SmolLM2: [real_model_rebuild.md](real_model_rebuild.md) (gap +0.90),
+  [real_model_heldout_rebuild.md](real_model_heldout_rebuild.md) (+0.86) and report victim seed 8
+  in [twinfit.md](twinfit.md) (+0.80, ERR 0.02): further from the null than on the tiny victims,
+  with the recipe's 60 steps; no never-seen reference run there.
 """
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("ERR", "{:.3f}"),
@@ -274,8 +279,9 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     lines = [
         "# Method comparison on the demo victim",
         "",
-        f"Machine: {platform.machine()}, 2 CPU cores (shared: two victims ran side by side, one torch "
-        f"thread each), Python {sys.version.split()[0]}, torch {torch.__version__}. Date: {date.today()}. "
+        f"Machine: {platform.machine()}, 2 CPU cores (the rows of 2026-11-24 shared them: two victims "
+        f"side by side, one torch thread each; those of 2026-12-06 ran alone), "
+        f"Python {sys.version.split()[0]}, torch {torch.__version__}. Date: {date.today()}. "
         "Each victim's seed is also the seed of its inversion, unlearning and audit.",
         "",
         "Each cell: mean ± half the range over the seeds. The audit runs on the planted records "
