@@ -174,8 +174,8 @@ NOTES = """## How deep each method's removal is
   only). Data-free, seeds 0 / 2 / 3: greedy ERR, constrained ERR and E-Hit 0 on all three; gap
   +0.18 / +0.15 / +0.16 bits (never seen: -0.12 / +0.32 / +0.13); rank-1 0 / 0 / 1.5% (never seen
   0 / 0 / 1.5%); membership AUC 0.56 (95% 0.47-0.65) / 0.59 (0.51-0.67) / 0.61 (0.51-0.69), where
-  the never-seen victim reads 0.50 / 0.56 / 0.49: the one figure still apart from the reference
-  (0.5 inside one of the three intervals). Oracle (the true records as forget set): gap +0.08 /
+  the never-seen victim reads 0.50 / 0.56 / 0.49: apart from the reference (0.5 inside one of
+  the three intervals), as is the relearning gap below. Oracle (the true records as forget set): gap +0.08 /
   +0.14 / +0.20, rank-1 0 / 0.9% / 0.5%, AUC 0.49 / 0.54 / 0.58, ERR 0: the data-free runs are
   within 0.1 bit of the oracle's gap and 0.04-0.08 of its AUC (the issue's "within 10%" read as
   10% of what the oracle removes, 8.0-8.2 bits: met; read as 10% of the oracle's own gap: not).
