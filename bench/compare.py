@@ -269,7 +269,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
             cells = [_cell([r["figures"].get(c) for r in mine], f) for c, f in COLUMNS]
             seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in mine}))
             lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
-    stops = {name: sorted({r.get("stop", "") for r in rows if r["run"] == name}) for name in names[2:]}
+    stops = {name: sorted({r.get("stop", "") for r in rows if r["run"] == name}) for name, _, _ in RUNS}
     lines += ["", "Stop reasons: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in stops.items() if v) + "."]
     return lines
 
