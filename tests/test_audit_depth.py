@@ -222,3 +222,40 @@ def test_probes_are_gated_and_named(victim_dir: Path) -> None:
     assert not AuditSettings.preset(quick=True, relearn=True).relearn or not MEASUREMENTS["relearn"].enabled(
         AuditSettings.preset(quick=True, relearn=True)
     )
+
+
+def test_relearning_reports_the_worst_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worst: constrained ERR, then ERR, then the exposure gap's size; every configuration in the grid."""
+    from types import SimpleNamespace
+
+    from pii_unlearn.audit import probes
+
+    # what each fine-tune brings back: (constrained ERR, ERR, gap) per configuration
+    brought = {
+        "benign/full/lr=0.001": (0.0, 0.0, 0.2),
+        "benign/lora/lr=0.01": (0.0, 0.0, -0.9),
+        "fake_twins/full/lr=0.001": (0.0, 0.0, 0.5),
+        "fake_twins/lora/lr=0.01": (0.0, 0.0, 0.1),
+    }
+    monkeypatch.setattr(probes, "fine_tune", lambda *a, **k: k["lr"])
+
+    def remeasure(run: Any, model: Any, label: str, exposure: bool = True) -> dict[str, list[float | None]]:
+        c, e, g = brought[label.removeprefix("relearn ")]
+        return {"err": [e, e], "constrained_err": [c, c], "exposure_gap": [g - 0.1, g + 0.1, None]}
+
+    monkeypatch.setattr(probes, "_remeasure", remeasure)
+    settings = AuditSettings(relearn=True, relearn_lrs=(1e-3,), relearn_lora_lrs=(1e-2,))
+    run = SimpleNamespace(
+        settings=settings,
+        inputs=SimpleNamespace(heldout=["benign text"], twins={"r": SimpleNamespace(text="fake")}),
+        loaded=SimpleNamespace(model=None, tokenizer=None),
+    )
+    measured = probes.measure_relearn(run)
+    assert measured.extra["config"] == "benign/lora/lr=0.01"  # the largest gap, below the twins
+    assert measured.extra["grid"]["fake_twins/full/lr=0.001"]["exposure_gap"] == pytest.approx(0.5)
+    brought["fake_twins/lora/lr=0.01"] = (0.0, 0.5, 0.0)  # a value back outranks any gap
+    assert probes.measure_relearn(run).extra["config"] == "fake_twins/lora/lr=0.01"
+    brought["benign/full/lr=0.001"] = (0.5, 0.5, 0.0)  # and a value back under constraints, that
+    measured = probes.measure_relearn(run)
+    assert measured.extra["config"] == "benign/full/lr=0.001"
+    assert measured.columns["relearn_constrained_err"] == [0.5, 0.5]

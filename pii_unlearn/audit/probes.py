@@ -11,7 +11,8 @@ twins) on the real records:
 * ``--relearn``: K steps of fine-tuning (full and LoRA, a small grid of learning
   rates) on benign held-out text and on the records' fake twins (the same
   templates filled with fresh fake values, never the real ones); the worst case
-  over the grid is reported, with every configuration's ERR in ``grid``.
+  over the grid (constrained ERR, then ERR, then the exposure gap's size) is
+  reported, with every configuration's three figures in ``grid``.
 
 On both sides of an audit the same attack runs with the same seeds, so the
 baseline's figures are the control. Figures: ``int8_err``, ``int4_err``,
@@ -224,12 +225,17 @@ def relearn_grid(run: ModelRun) -> list[tuple[str, str, float]]:
     switch="relearn",
 )
 def measure_relearn(run: ModelRun) -> Measured:
-    """Fine-tune copies over the grid, keep the worst (highest constrained ERR, then ERR), measure its gap."""
+    """Fine-tune copies over the grid and measure each; keep the worst.
+
+    Worst: the highest constrained ERR, then ERR, then the exposure gap's size (either sign
+    is a trace): where no configuration brings a value back, the one that lifts the true
+    values furthest above their twins is what an attacker would pick.
+    """
     s = run.settings
     texts = {"benign": list(run.inputs.heldout), "fake_twins": [t.text for t in run.inputs.twins.values()]}
     seed = s.seeds()["relearn"]
     grid: dict[str, dict[str, float | None]] = {}
-    worst: tuple[tuple[float, float], str, Any] | None = None
+    worst: tuple[tuple[float, float, float], str, dict[str, list[float | None]]] | None = None
     for data, mode, lr in relearn_grid(run):
         name = f"{data}/{mode}/lr={lr:g}"
         tuned = fine_tune(
@@ -242,14 +248,21 @@ def measure_relearn(run: ModelRun) -> Measured:
             batch_size=s.relearn_batch,
             seed=seed,
         )
-        cols = _remeasure(run, tuned, f"relearn {name}", exposure=False)
+        cols = _remeasure(run, tuned, f"relearn {name}")
+        del tuned
         rates = tuple(
             sum(v for v in cols[k] if v is not None) / max(1, len(cols[k]))
             for k in ("constrained_err", "err")
         )
-        grid[name] = {"err": round(rates[1], 6), "constrained_err": round(rates[0], 6)}
-        if worst is None or rates > worst[0]:
-            worst = (rates, name, tuned)
+        gaps = [v for v in cols["exposure_gap"] if v is not None]
+        gap = sum(gaps) / len(gaps) if gaps else None
+        grid[name] = {
+            "err": round(rates[1], 6),
+            "constrained_err": round(rates[0], 6),
+            "exposure_gap": None if gap is None else round(gap, 6),
+        }
+        key = (rates[0], rates[1], abs(gap) if gap is not None else 0.0)
+        if worst is None or key > worst[0]:
+            worst = (key, name, cols)
     assert worst is not None
-    cols = _remeasure(run, worst[2], f"relearn {worst[1]}")
-    return Measured({f"relearn_{k}": v for k, v in cols.items()}, {"config": worst[1], "grid": grid})
+    return Measured({f"relearn_{k}": v for k, v in worst[2].items()}, {"config": worst[1], "grid": grid})
