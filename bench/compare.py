@@ -44,7 +44,12 @@ RUNS: tuple[tuple[str, str, str], ...] = (
     ("nspu (data-free)", "nspu", "free"),
     ("twinfit (data-free)", "twinfit", "free"),
     ("twinfit (oracle)", "twinfit", "oracle"),
+    ("twinfit, relearn smoothing (data-free)", "twinfit", "free"),
 )
+#: Rows that run a method with settings other than its defaults (``unlearn --set``).
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "twinfit, relearn smoothing (data-free)": {"smoothing": "relearn", "smoothing_rho": 0.005},
+}
 #: The reference row: a victim of another seed (per template set; seeds no report uses: the fitting
 #: victims of ``bench/twinfit.md``) audited on this victim's planted records and held-out text.
 NEVER_SEEN = "never seen"
@@ -108,13 +113,14 @@ def one_seed(seed: int, templates: str, work: Path, only: set[str] | None = None
         figures = {c: _get(report, p) for c, p in FIGURES if c != "ppl"}
         rows.append({"seed": seed, "templates": templates, "run": NEVER_SEEN, "figures": figures})
         print(f"seed {seed} ({templates}) {NEVER_SEEN}: gap {figures['gap (bits)']}", flush=True)
-    for name, method, forget in RUNS:
+    for row, (name, method, forget) in enumerate(RUNS):
         if only is not None and name not in only:
             continue
-        out = work / f"{method}-{forget}"
+        out = work / f"{method}-{forget}-{row}"
         forget_path = work / RISK if forget == "free" else planted
         t = time.perf_counter()
-        _, result = run_unlearn(victim, forget_path, out, method=method, seed=seed)
+        settings = OVERRIDES.get(name)
+        _, result = run_unlearn(victim, forget_path, out, method=method, seed=seed, overrides=settings)
         seconds = time.perf_counter() - t
         report = run_audit(out, planted, heldout=heldout, settings=AUDIT).report["model"]
         figures = {c: _get(report, p) for c, p in FIGURES}

@@ -330,6 +330,22 @@ def test_an_engine_the_loop_cannot_read_is_refused(launched: object, message: st
     check_engine(_launched("DEEPSPEED", stage=3))
 
 
+@pytest.mark.parametrize("smoothing", ["rwp", "sam"])
+def test_smoothing_is_refused_where_the_weights_are_sharded(smoothing: str) -> None:
+    from pii_unlearn.errors import InputError
+    from pii_unlearn.unlearn.config import GradientOptions
+    from pii_unlearn.unlearn.engines import check_engine
+
+    options = GradientOptions(smoothing=smoothing)
+    for sharded in (_launched("FSDP", fsdp2=True), _launched("DEEPSPEED", stage=3)):
+        with pytest.raises(InputError, match=f"smoothing={smoothing}") as err:
+            check_engine(sharded, options)
+        assert "\n" not in str(err.value) and "ddp.yaml" in str(err.value)
+    for whole in ("NO", "MULTI_GPU", "MULTI_CPU"):
+        check_engine(_launched(whole), options)
+    check_engine(_launched("FSDP", fsdp2=True), GradientOptions())
+
+
 def test_accelerate_recipes_parse_to_the_engines_the_loop_runs() -> None:
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DistributedType

@@ -309,3 +309,89 @@ def test_the_learning_rate_is_constant_by_default_and_warms_up_and_decays_when_a
     lrs = _lrs(GradientOptions(lr=1.0, max_steps=10, warmup_steps=2, lr_schedule="cosine"))
     assert lrs[:3] == pytest.approx([0.0, 0.5, 1.0])
     assert all(a > b for a, b in itertools.pairwise(lrs[2:])) and 0 < lrs[-1] < 0.05
+
+
+class _Backward:
+    """The one thing smoothed_backward asks of an accelerator."""
+
+    @staticmethod
+    def backward(loss: torch.Tensor) -> None:
+        loss.backward()
+
+
+def _toy() -> tuple[torch.nn.Linear, torch.Tensor]:
+    torch.manual_seed(0)
+    return torch.nn.Linear(4, 3), torch.randn(5, 4)
+
+
+def _toy_loss(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return (layer(x) ** 2).sum() + layer(x).exp().sum()
+
+
+def test_smoothing_takes_the_gradient_at_the_shifted_weights_and_puts_them_back() -> None:
+    from pii_unlearn.unlearn.loop import smoothed_backward
+
+    layer, x = _toy()
+    params = list(layer.parameters())
+    start = [p.detach().clone() for p in params]
+
+    def attack() -> torch.Tensor:
+        return layer(x).sum()
+
+    def grads(smoothing: str, seed: int = 0, rho: float = 0.1) -> list[torch.Tensor]:
+        layer.zero_grad(set_to_none=True)
+        options = GradientOptions(smoothing=smoothing, smoothing_rho=rho)
+        generator = torch.Generator().manual_seed(seed)
+        smoothed_backward(lambda: _toy_loss(layer, x), params, _Backward(), options, generator, attack)
+        assert all(torch.allclose(p, s, atol=1e-7) for p, s in zip(params, start, strict=True))
+        return [p.grad.clone() for p in params]
+
+    plain = grads("none")
+    # sam: the gradient at the weights moved rho up the plain gradient (L2 norm over all of them)
+    norm = torch.sqrt(sum((g**2).sum() for g in plain))
+    with torch.no_grad():
+        for p, g in zip(params, plain, strict=True):
+            p.add_(0.1 * g / norm)
+    expected = torch.autograd.grad(_toy_loss(layer, x), params)
+    with torch.no_grad():
+        for p, s in zip(params, start, strict=True):
+            p.copy_(s)
+    sam = grads("sam")
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(sam, expected, strict=True))
+    assert not all(torch.allclose(a, b) for a, b in zip(sam, plain, strict=True))
+    # rwp: a random shift, the same for the same seed
+    rwp = grads("rwp", seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(rwp, grads("rwp", seed=3), strict=True))
+    assert not all(torch.allclose(a, b) for a, b in zip(rwp, grads("rwp", seed=4), strict=True))
+    assert not all(torch.allclose(a, b) for a, b in zip(rwp, plain, strict=True))
+    # relearn: the mean of the gradients at the weights and one sign step down the attack's loss
+    down = torch.autograd.grad(attack(), params)
+    with torch.no_grad():
+        for p, g in zip(params, down, strict=True):
+            p.sub_(0.1 * torch.sign(g))
+    shifted = torch.autograd.grad(_toy_loss(layer, x), params)
+    with torch.no_grad():
+        for p, s in zip(params, start, strict=True):
+            p.copy_(s)
+    both = grads("relearn")
+    for got, at, moved in zip(both, plain, shifted, strict=True):
+        assert torch.allclose(got, (at + moved) / 2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="retain text"):
+        options = GradientOptions(smoothing="relearn")
+        smoothed_backward(lambda: _toy_loss(layer, x), params, _Backward(), options, torch.Generator())
+
+
+@pytest.mark.parametrize("smoothing", ["rwp", "sam", "relearn"])
+def test_a_smoothed_run_trains_and_is_reproducible(victim_dir: Path, smoothing: str) -> None:
+    records = read_records(victim_dir / PLANTED_FILE)[:4]
+    settings = {**FAST, "lr": 1e-3, "max_steps": 3, "eval_every": 3, "ppl_limit_pct": 1e9}
+    runs = []
+    for chosen in (smoothing, smoothing, "none"):
+        loaded = _fresh(victim_dir)
+        options = options_for("ga", None, {**settings, "smoothing": chosen})
+        model = unlearn_model(
+            loaded.model, loaded.tokenizer, records, method="ga", options=options, threads=1
+        ).model
+        runs.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])

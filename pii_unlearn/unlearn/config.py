@@ -65,6 +65,20 @@ class GradientOptions(RetainOptions):
     lora_target_modules: list[str] | None = Field(
         None, description="module names for LoRA; default: the architecture's MLP projections"
     )
+    # flat minima: an edit that a few steps of fine-tuning should not undo
+    smoothing: Literal["none", "rwp", "sam", "relearn"] = Field(
+        "none",
+        description="train the edit to hold at shifted weights too, against relearning: none; rwp "
+        "(gradient at random Gaussian shifts); sam (at the worst shift of L2 norm smoothing_rho: two "
+        "passes a step); relearn (the loss at the weights and after a sign step of smoothing_rho per "
+        "weight down the retain text's loss, what a fine-tuning attacker takes: three passes a step)",
+    )
+    smoothing_rho: float = Field(
+        0.05,
+        gt=0,
+        description="shift size: rwp, noise std as a share of each weight tensor's RMS; sam, the L2 norm "
+        "over all trainable weights; relearn, the step per weight",
+    )
     # retain term and per-sample weights
     kl_weight: float = Field(5.0, ge=0, description="weight of KL(original || model) on retain text")
     risk_weighting: bool = Field(False, description="multiply each sample's loss by (1 + PRI) (UnPII)")

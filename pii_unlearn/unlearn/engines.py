@@ -49,7 +49,7 @@ def zero3(accelerator: Any) -> bool:
     return _zero_stage(accelerator) == 3
 
 
-def check_engine(accelerator: Any) -> None:
+def check_engine(accelerator: Any, options: GradientOptions | None = None) -> None:
     """Refuse a launch the loop cannot run correctly under, with a one-line error, before training.
 
     Data parallelism (DDP, ``torchrun``), FSDP2 (``fsdp_version: 2``) and DeepSpeed ZeRO stage 3
@@ -58,9 +58,15 @@ def check_engine(accelerator: Any) -> None:
     parameters are flattened and which ``generate`` cannot run through. ZeRO stages 1 and 2 keep
     every weight whole on each process and shard only the optimizer: DDP does that job without
     DeepSpeed's copy of the weights to keep in step. The optimizer and its schedule are
-    ``unlearn``'s own options, so a DeepSpeed config that sets them is refused too.
+    ``unlearn``'s own options, so a DeepSpeed config that sets them is refused too. The
+    ``smoothing`` option perturbs every whole weight between passes: one process or DDP only.
     """
     kind = _kind(accelerator)
+    if options is not None and options.smoothing != "none" and kind in ("FSDP", "DEEPSPEED"):
+        raise InputError(
+            f"smoothing={options.smoothing} perturbs whole weights: run it on one process or under DDP "
+            "(recipes/accelerate/ddp.yaml), or set smoothing=none"
+        )
     if kind == "FSDP" and not getattr(accelerator, "is_fsdp2", False):
         raise InputError(
             "unlearn runs under FSDP version 2 only (set fsdp_version: 2, as in "

@@ -17,7 +17,8 @@ import copy
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -158,6 +159,79 @@ def _extra_tensors(
     return {key: torch.tensor([values[i] for i in picked], device=device) for key, values in extras.items()}
 
 
+def smoothed_backward(
+    compute: Callable[[], torch.Tensor],
+    params: Sequence[torch.nn.Parameter],
+    accelerator: Any,
+    options: GradientOptions,
+    generator: torch.Generator,
+    attack: Callable[[], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Backpropagate one step's loss (``compute`` runs the forward passes) and return it.
+
+    With ``smoothing`` the gradient is also, or only, taken at shifted weights, which are
+    put back before the optimizer steps, so the edit has to hold in a region around the
+    weights, not at one point: a few steps of fine-tuning then undo less of it.
+
+    - ``rwp``: the gradient at the weights shifted by Gaussian noise of ``smoothing_rho``
+      times each tensor's RMS (one pass);
+    - ``sam``: sharpness-aware minimisation, the gradient at the weights moved
+      ``smoothing_rho`` (L2 norm over all trainable weights) up the step's own gradient
+      (two passes);
+    - ``relearn``: the mean of the loss at the weights and at the weights moved one sign
+      step of ``smoothing_rho`` per weight down ``attack`` (the next-token loss on the
+      step's retain text, the direction a fine-tuning attacker takes); three passes, the
+      attack's on the retain batch only.
+    """
+    if options.smoothing == "none":
+        loss = compute()
+        accelerator.backward(loss)
+        return loss
+    if options.smoothing == "relearn":
+        if attack is None:
+            raise InputError("smoothing=relearn needs retain text to take the attacker's step on")
+        accelerator.backward(attack())
+        shifts = [
+            -options.smoothing_rho * torch.sign(p.grad) if p.grad is not None else torch.zeros_like(p)
+            for p in params
+        ]
+        for p in params:
+            p.grad = None
+        accelerator.backward(compute() * 0.5)
+        with torch.no_grad():
+            for p, d in zip(params, shifts, strict=True):
+                p.add_(d)
+        loss = compute() * 0.5
+        accelerator.backward(loss)
+        with torch.no_grad():
+            for p, d in zip(params, shifts, strict=True):
+                p.sub_(d)
+        return loss * 2
+    if options.smoothing == "sam":
+        accelerator.backward(compute())
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads))
+        scale = options.smoothing_rho / (float(norm) + 1e-12)
+        shifts = [(g * scale).to(p.dtype) for p, g in zip(params, grads, strict=True)]
+        for p in params:
+            p.grad = None
+    else:
+        shifts = [
+            torch.randn(p.shape, generator=generator, dtype=torch.float32).to(p.device, p.dtype)
+            * (options.smoothing_rho * float(p.detach().float().pow(2).mean().sqrt()))
+            for p in params
+        ]
+    with torch.no_grad():
+        for p, d in zip(params, shifts, strict=True):
+            p.add_(d)
+    loss = compute()
+    accelerator.backward(loss)
+    with torch.no_grad():
+        for p, d in zip(params, shifts, strict=True):
+            p.sub_(d)
+    return loss
+
+
 def run_loop(
     model: Any,
     tokenizer: Any,
@@ -200,7 +274,7 @@ def run_loop(
     cpu = not str(device).startswith("cuda")
     bf16 = (not cpu) and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
-    check_engine(accelerator)
+    check_engine(accelerator, s)
     weights = weights_for(accelerator)  # how this engine holds, snapshots and gathers the weights
     model = wrap_trainable(model, s)
     weights.before_prepare(model, accelerator, s)
@@ -224,6 +298,27 @@ def run_loop(
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return model(input_ids=ids, attention_mask=mask).logits
+
+    def step_loss(
+        batch: dict[str, torch.Tensor],
+        retain: tuple[dict[str, torch.Tensor], torch.Tensor | None] | None,
+    ) -> torch.Tensor:
+        """The method's forget loss on ``batch``, plus the KL term on a retain batch given the
+        reference's logits on it (computed once per step, outside any smoothing pass)."""
+        with accelerator.autocast():
+            loss = method.forget_loss(forward(batch["input_ids"], batch["attention_mask"]), batch, forward)
+            rb, ref = retain if retain is not None else ({}, None)
+            if ref is not None:
+                cur = forward(rb["input_ids"], rb["attention_mask"])
+                loss = loss + s.kl_weight * kl_to_reference(cur, ref, rb["keep"])
+        return loss
+
+    def relearn_loss(rb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-token loss on a retain batch: what a fine-tuning attacker descends."""
+        with accelerator.autocast():
+            logits = forward(rb["input_ids"], rb["attention_mask"])
+            mask = rb["keep"][:, 1:].float()
+            return (token_nll(logits, rb["input_ids"]) * mask).sum() / mask.sum().clamp(min=1)
 
     def reading(step: int, loss: float | None, base_ppl: float) -> GuardReading:
         unwrapped.eval()
@@ -254,6 +349,7 @@ def run_loop(
         progress(first)
     stop_reason = "max_steps"
     rng = random.Random(seed)
+    noise = torch.Generator().manual_seed(seed)  # the rwp smoothing's draws
     order: list[int] = []
     kl_order: list[int] = []
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -280,20 +376,21 @@ def run_loop(
             mine = take[rank::world] or take[:1]
             batch = collate([forget[i] for i in mine], pad, dev)
             batch.update(_extra_tensors(extras, mine, dev))
-            with accelerator.autocast():
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = method.forget_loss(logits, batch, forward)
-                if s.kl_weight > 0 and kl_examples:
-                    if len(kl_order) < s.retain_batch_size:
-                        kl_order.extend(rng.sample(range(len(kl_examples)), len(kl_examples)))
-                    pick, kl_order = kl_order[: s.retain_batch_size], kl_order[s.retain_batch_size :]
-                    rb = collate_retain([kl_examples[i] for i in pick], pad, dev)
+            retain: tuple[dict[str, torch.Tensor], torch.Tensor | None] | None = None
+            if (s.kl_weight > 0 or s.smoothing == "relearn") and kl_examples:
+                if len(kl_order) < s.retain_batch_size:
+                    kl_order.extend(rng.sample(range(len(kl_examples)), len(kl_examples)))
+                pick, kl_order = kl_order[: s.retain_batch_size], kl_order[s.retain_batch_size :]
+                rb = collate_retain([kl_examples[i] for i in pick], pad, dev)
+                ref = None
+                if s.kl_weight > 0:
                     assert reference is not None
-                    ref = reference.logits(rb["input_ids"], rb["attention_mask"])
-                    cur = model(input_ids=rb["input_ids"], attention_mask=rb["attention_mask"]).logits
-                    loss = loss + s.kl_weight * kl_to_reference(cur, ref, rb["keep"])
+                    with accelerator.autocast():
+                        ref = reference.logits(rb["input_ids"], rb["attention_mask"])
+                retain = rb, ref
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
+            attack = partial(relearn_loss, retain[0]) if retain is not None else None
+            loss = smoothed_backward(partial(step_loss, batch, retain), params, accelerator, s, noise, attack)
             accelerator.clip_grad_norm_(params, s.grad_clip)
             optimizer.step()
             schedule.step()
