@@ -161,6 +161,23 @@ NOTES = """## How deep each method's removal is
   same ERR and true-value exposure (9.68-9.73 bits) as then, while the twins' exposure on seed 0
   moved from 1.36 to 1.55 bits (the candidate sampler changed in between), so compare gaps across
   dates to about 0.3 bit.
+- The audit's relearning probe keeps the worst of its 4 fine-tunes by constrained ERR, then ERR,
+  and since 2026-12-06 (b8f654d) then by the size of the exposure gap; before, a tie (every
+  fine-tune at ERR 0, as after `twinfit`) kept the first of the grid (benign text, full
+  fine-tune), so the relearning gaps of rows measured earlier are that configuration's, not
+  the largest. Seed 3's `original`, `never seen` and data-free `twinfit` rows were rerun under
+  the new rule on 2026-12-06 (later, alone on the 2 cores: the same figures as in the morning, to
+  the digit: `twinfit`'s worst fine-tune there is the one that brings a value back under
+  constrained decoding; `never seen` +0.12 either way); the other rows are not rerun.
+- `twinfit, relearn smoothing` is `twinfit` with `smoothing=relearn`, `smoothing_rho=0.005` (the
+  edit trained to hold also after one sign step per weight down the retain text's loss, the
+  direction a fine-tuning attacker takes; [twinfit.md](twinfit.md), last section: chosen on the
+  fitting victims). Seed 3, against the default: gap +0.16 -> +0.02 bits, membership AUC 0.61
+  (0.52-0.69) -> 0.56 (0.46-0.66), int4 gap +0.19 -> +0.07, relearning gap +0.53 -> +0.51
+  (constrained ERR after relearning 0.005 -> 0), held-out perplexity -31.6% -> -33.7%; but one
+  value of 200 is extracted by greedy and constrained decoding (ERR 0 -> 0.005) and the run
+  takes 241 s against 130 s (three passes a step; both alone on the 2 cores today, when this
+  machine ran the same unchanged run 1.3-1.8x slower than in the morning). Not the default.
 - `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
   on these victims: a victim of another seed and the same templates (seed 1 for the train
   templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
@@ -212,8 +229,9 @@ NOTES = """## How deep each method's removal is
   0.59, held-out ppl +14.1% / +4.8% (oracle +20.8% / +3.9%): the schedule (chosen on the tuning
   victim for less damage to the model's own text) is what brought the perplexity down here.
 - Wall time: the `twinfit` rows' unlearn column ran alone on the 2 cores, in process (loading
-  aside; retain text, soft targets, 300 steps, 13 readings, saving): 94 / 100 / 99 s data-free,
-  97-107 s oracle, over the issue's 90 s; the same defaults through the CLI, end to end, took 79-85
+  aside; retain text, soft targets, 300 steps, 13 readings, saving): 94 / 100 / 99 s data-free
+  in the morning of 2026-12-06 (seed 3's rerun that evening: 130 s, the same run on a slower
+  machine), 97-107 s oracle, over the issue's 90 s; the same defaults through the CLI, end to end, took 79-85
   s on 2026-12-05 (other forget sets). A reading (greedy extraction over the forget set) costs
   1-2 s; `dfsu` took 60-72 s on 2026-11-24.
 - The data-free rows' forget sets of the 2026-11-24 rows come from `invert` as it was before
