@@ -197,16 +197,17 @@ def smoothed_backward(
         ]
         for p in params:
             p.grad = None
-        accelerator.backward(compute() * 0.5)
+        here = compute() * 0.5
+        accelerator.backward(here)
         with torch.no_grad():
             for p, d in zip(params, shifts, strict=True):
                 p.add_(d)
-        loss = compute() * 0.5
-        accelerator.backward(loss)
+        there = compute() * 0.5
+        accelerator.backward(there)
         with torch.no_grad():
             for p, d in zip(params, shifts, strict=True):
                 p.sub_(d)
-        return loss * 2
+        return here.detach() + there.detach()
     if options.smoothing == "sam":
         accelerator.backward(compute())
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
