@@ -172,12 +172,24 @@ NOTES = """## How deep each method's removal is
 - `twinfit, relearn smoothing` is `twinfit` with `smoothing=relearn`, `smoothing_rho=0.005` (the
   edit trained to hold also after one sign step per weight down the retain text's loss, the
   direction a fine-tuning attacker takes; [twinfit.md](twinfit.md), last section: chosen on the
-  fitting victims). Seed 3, against the default: gap +0.16 -> +0.02 bits, membership AUC 0.61
-  (0.52-0.69) -> 0.56 (0.46-0.66), int4 gap +0.19 -> +0.07, relearning gap +0.53 -> +0.51
-  (constrained ERR after relearning 0.005 -> 0), held-out perplexity -31.6% -> -33.7%; but one
-  value of 200 is extracted by greedy and constrained decoding (ERR 0 -> 0.005) and the run
-  takes 241 s against 130 s (three passes a step; both alone on the 2 cores today, when this
-  machine ran the same unchanged run 1.3-1.8x slower than in the morning). Not the default.
+  fitting victims). Each against the default run under the same conditions that evening:
+  - seed 3 (both alone, 2 threads; the default's figures those of the morning to the digit): gap
+    +0.16 -> +0.02 bits, membership AUC 0.61 (0.52-0.69) -> 0.56 (0.46-0.66), int4 gap +0.19 ->
+    +0.07, relearning gap +0.53 -> +0.51 (constrained ERR after relearning 0.005 -> 0),
+    held-out perplexity -31.6% -> -33.7%; but one value of 200 extracted by greedy and
+    constrained decoding (ERR 0 -> 0.005); 130 s -> 241 s;
+  - seed 2 (both beside the test suite, so at 1 thread; the default's morning row, at 2 threads,
+    is the one in the table): gap +0.25 -> -0.05, membership AUC 0.61 (0.52-0.69) -> 0.53
+    (0.44-0.61), int4 gap +0.31 -> +0.03, relearning gap +0.76 -> +0.49 (constrained ERR after
+    relearning 0.005 -> 0), ERR 0 both; but held-out perplexity -4.1% -> +4.9% (the target is
+    +2%); 237 s -> 314 s.
+  It brings the membership AUC and the int4 gap to the never-seen reference on both, the
+  relearning gap under 0.5 on one; it breaks ERR 0 on one and the perplexity target on the
+  other, and doubles the time. Not the default.
+- The default on seed 2 at 1 thread (evening) against 2 threads (morning, the table's row): gap
+  +0.25 / +0.15, membership AUC 0.61 / 0.59, int4 gap +0.31 / +0.26, held-out perplexity -4.1% /
+  -1.7%: one run's figures move by about 0.1 bit with nothing but the thread count changed
+  (float sums in another order), the size of the differences this table is read for.
 - `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
   on these victims: a victim of another seed and the same templates (seed 1 for the train
   templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
