@@ -168,7 +168,9 @@ NOTES = """## How deep each method's removal is
   the largest. Seed 3's `original`, `never seen` and data-free `twinfit` rows were rerun under
   the new rule on 2026-12-06 (later, alone on the 2 cores: the same figures as in the morning, to
   the digit: `twinfit`'s worst fine-tune there is the one that brings a value back under
-  constrained decoding; `never seen` +0.12 either way); the other rows are not rerun.
+  constrained decoding; `never seen` +0.12 either way); seed 2's `original` and `never seen`
+  rows, rerun too, came out identical (`never seen` +0.45 either way); the other rows are not
+  rerun.
 - `twinfit, relearn smoothing` is `twinfit` with `smoothing=relearn`, `smoothing_rho=0.005` (the
   edit trained to hold also after one sign step per weight down the retain text's loss, the
   direction a fine-tuning attacker takes; [twinfit.md](twinfit.md), last section: chosen on the
