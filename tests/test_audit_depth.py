@@ -239,7 +239,7 @@ def test_relearning_reports_the_worst_configuration(monkeypatch: pytest.MonkeyPa
     }
     monkeypatch.setattr(probes, "fine_tune", lambda *a, **k: k["lr"])
 
-    def remeasure(run: Any, model: Any, label: str, exposure: bool = True) -> dict[str, list[float | None]]:
+    def remeasure(run: Any, model: Any, label: str) -> dict[str, list[float | None]]:
         c, e, g = brought[label.removeprefix("relearn ")]
         return {"err": [e, e], "constrained_err": [c, c], "exposure_gap": [g - 0.1, g + 0.1, None]}
 

@@ -119,22 +119,18 @@ def fine_tune(
     return tuned.eval().requires_grad_(False)
 
 
-def _remeasure(
-    run: ModelRun, model: Any, label: str, *, exposure: bool = True
-) -> dict[str, list[float | None]]:
-    """ERR, constrained ERR and (optionally) the exposure gap of ``model`` on the run's records."""
+def _remeasure(run: ModelRun, model: Any, label: str) -> dict[str, list[float | None]]:
+    """ERR, constrained ERR and the exposure gap of ``model`` on the run's records."""
     lm = dataclasses.replace(run.loaded, model=model)
     inputs = dataclasses.replace(
         run.inputs, candidates=[c[: run.settings.probe_candidates] for c in run.inputs.candidates]
     )
     probe = ModelRun(lm, f"{run.side} {label}", inputs, run.settings, run.progress)
-    cols = {
+    return {
         "err": MEASUREMENTS["greedy"].compute(probe).columns["err"],
         "constrained_err": MEASUREMENTS["constrained"].compute(probe).columns["constrained_err"],
+        "exposure_gap": MEASUREMENTS["exposure"].compute(probe).columns["exposure_gap"],
     }
-    if exposure:
-        cols["exposure_gap"] = MEASUREMENTS["exposure"].compute(probe).columns["exposure_gap"]
-    return cols
 
 
 def _figures(prefix: str, what: str) -> tuple[Figure, ...]:

@@ -30,7 +30,7 @@ from pii_unlearn.lm import batched, padding_id
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
 from pii_unlearn.unlearn.engines import check_engine, weights_for
-from pii_unlearn.unlearn.losses import kl_to_reference, sequence_logprob, target_masks, token_nll
+from pii_unlearn.unlearn.losses import kept_nll, kl_to_reference, sequence_logprob, target_masks, token_nll
 from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback
 
 if TYPE_CHECKING:
@@ -199,15 +199,7 @@ def smoothed_backward(
             p.grad = None
         here = compute() * 0.5
         accelerator.backward(here)
-        with torch.no_grad():
-            for p, d in zip(params, shifts, strict=True):
-                p.add_(d)
-        there = compute() * 0.5
-        accelerator.backward(there)
-        with torch.no_grad():
-            for p, d in zip(params, shifts, strict=True):
-                p.sub_(d)
-        return here.detach() + there.detach()
+        return here.detach() + _backward_shifted(lambda: compute() * 0.5, params, shifts, accelerator)
     if options.smoothing == "sam":
         accelerator.backward(compute())
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
@@ -222,6 +214,17 @@ def smoothed_backward(
             * (options.smoothing_rho * float(p.detach().float().pow(2).mean().sqrt()))
             for p in params
         ]
+    return _backward_shifted(compute, params, shifts, accelerator)
+
+
+def _backward_shifted(
+    compute: Callable[[], torch.Tensor],
+    params: Sequence[torch.nn.Parameter],
+    shifts: Sequence[torch.Tensor],
+    accelerator: Any,
+) -> torch.Tensor:
+    """Backpropagate ``compute``'s loss at the weights plus ``shifts``, then put the weights back;
+    return the loss (detached)."""
     with torch.no_grad():
         for p, d in zip(params, shifts, strict=True):
             p.add_(d)
@@ -230,7 +233,7 @@ def smoothed_backward(
     with torch.no_grad():
         for p, d in zip(params, shifts, strict=True):
             p.sub_(d)
-    return loss
+    return loss.detach()
 
 
 def run_loop(
@@ -308,8 +311,8 @@ def run_loop(
         reference's logits on it (computed once per step, outside any smoothing pass)."""
         with accelerator.autocast():
             loss = method.forget_loss(forward(batch["input_ids"], batch["attention_mask"]), batch, forward)
-            rb, ref = retain if retain is not None else ({}, None)
-            if ref is not None:
+            if retain is not None and retain[1] is not None:
+                rb, ref = retain
                 cur = forward(rb["input_ids"], rb["attention_mask"])
                 loss = loss + s.kl_weight * kl_to_reference(cur, ref, rb["keep"])
         return loss
@@ -317,9 +320,7 @@ def run_loop(
     def relearn_loss(rb: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-token loss on a retain batch: what a fine-tuning attacker descends."""
         with accelerator.autocast():
-            logits = forward(rb["input_ids"], rb["attention_mask"])
-            mask = rb["keep"][:, 1:].float()
-            return (token_nll(logits, rb["input_ids"]) * mask).sum() / mask.sum().clamp(min=1)
+            return kept_nll(forward(rb["input_ids"], rb["attention_mask"]), rb["input_ids"], rb["keep"])
 
     def reading(step: int, loss: float | None, base_ppl: float) -> GuardReading:
         unwrapped.eval()

@@ -85,6 +85,12 @@ def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, keep: torch.
     return (kl * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def kept_nll(logits: torch.Tensor, input_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL over the tokens marked in ``keep`` (plain fine-tuning's loss on retain text)."""
+    mask = keep[:, 1:].float()
+    return (token_nll(logits, input_ids) * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 def dpo(
     chosen: torch.Tensor,
     ref_chosen: torch.Tensor,
