@@ -259,3 +259,9 @@ def test_relearning_reports_the_worst_configuration(monkeypatch: pytest.MonkeyPa
     measured = probes.measure_relearn(run)
     assert measured.extra["config"] == "benign/full/lr=0.001"
     assert measured.columns["relearn_constrained_err"] == [0.5, 0.5]
+    # the worst configuration's gap comes with its 95% interval, as the unprobed gap does
+    figure = next(f for f in MEASUREMENTS["relearn"].figures if f.key == "relearn_exposure_gap")
+    assert figure.extras is not None and set(figure.extra_keys) == {"lower95", "upper95", "abs"}
+    interval = figure.extras(measured, {})  # gaps -0.1 and +0.1: mean 0, half-width 1.96 * 0.1
+    assert interval["lower95"] == pytest.approx(-0.196, abs=1e-3)
+    assert interval["upper95"] == pytest.approx(0.196, abs=1e-3) and interval["abs"] == 0.0

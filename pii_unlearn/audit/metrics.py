@@ -430,13 +430,22 @@ def _exposure_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _gap_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
-    """A normal 95% interval of the mean paired gap, and its size either way."""
-    gaps = [v for v in measured.columns["exposure_gap"] if v is not None]
-    if len(gaps) < 2:
-        return {"lower95": None, "upper95": None, "abs": rounded(abs(gaps[0])) if gaps else None}
-    mean, half = statistics.fmean(gaps), 1.96 * statistics.stdev(gaps) / math.sqrt(len(gaps))
-    return {"lower95": rounded(mean - half), "upper95": rounded(mean + half), "abs": rounded(abs(mean))}
+def gap_interval(column: str) -> Callable[[Measured, dict[str, Any]], dict[str, Any]]:
+    """The extras of a mean paired gap in ``column``: a normal 95% interval of the mean, and its
+    size either way (the exposure gap, and the same gap after each robustness probe)."""
+
+    def extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
+        gaps = [v for v in measured.columns[column] if v is not None]
+        if len(gaps) < 2:
+            return {"lower95": None, "upper95": None, "abs": rounded(abs(gaps[0])) if gaps else None}
+        mean, half = statistics.fmean(gaps), 1.96 * statistics.stdev(gaps) / math.sqrt(len(gaps))
+        return {"lower95": rounded(mean - half), "upper95": rounded(mean + half), "abs": rounded(abs(mean))}
+
+    return extras
+
+
+#: The keys :func:`gap_interval` adds to a gap's block.
+GAP_INTERVAL_KEYS = ("lower95", "upper95", "abs")
 
 
 def _rank1_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
@@ -497,8 +506,8 @@ def _extrapolated_extras(measured: Measured, block: dict[str, Any]) -> dict[str,
             BITS_CHANGE,
             columns=("exposure_gap",),
             summary=True,
-            extra_keys=("lower95", "upper95", "abs"),
-            extras=_gap_extras,
+            extra_keys=GAP_INTERVAL_KEYS,
+            extras=gap_interval("exposure_gap"),
         ),
         Figure(
             "rank1",

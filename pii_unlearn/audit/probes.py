@@ -31,7 +31,14 @@ from typing import Any
 import torch
 
 from pii_unlearn.audit.figures import BITS_CHANGE, SHARE, Figure
-from pii_unlearn.audit.metrics import MEASUREMENTS, Measured, ModelRun, measurement
+from pii_unlearn.audit.metrics import (
+    GAP_INTERVAL_KEYS,
+    MEASUREMENTS,
+    Measured,
+    ModelRun,
+    gap_interval,
+    measurement,
+)
 from pii_unlearn.lm import encode, model_device, pad_right, padding_id
 
 #: Group size of int4 quantization (input weights per scale).
@@ -160,6 +167,8 @@ def _figures(prefix: str, what: str) -> tuple[Figure, ...]:
             BITS_CHANGE,
             columns=(f"{prefix}_exposure_gap",),
             headline=f"{prefix}.exposure_gap",
+            extra_keys=GAP_INTERVAL_KEYS,
+            extras=gap_interval(f"{prefix}_exposure_gap"),
         ),
     )
 
