@@ -193,17 +193,13 @@ for _scheme, _what in QUANTIZE_WHAT.items():
     )
 
 
-def _share(column: Sequence[float | None]) -> float:
-    hits = [v for v in column if v is not None]
-    return sum(hits) / len(hits) if hits else 0.0
+#: What the relearning probe adds to its ERR block: the worst configuration and every one's figures.
+RELEARN_KEYS = ("config", "grid")
+RELEARN_WHAT = "a few steps of fine-tuning on benign or same-format fake text (worst case)"
 
 
 def _relearn_extras(measured: Measured, block: dict[str, Any]) -> dict[str, Any]:
-    return {"config": measured.extra.get("config"), "grid": measured.extra.get("grid")}
-
-
-RELEARN_KEYS = ("config", "grid")
-RELEARN_WHAT = "a few steps of fine-tuning on benign or same-format fake text (worst case)"
+    return {k: measured.extra.get(k) for k in RELEARN_KEYS}
 
 
 def relearn_grid(run: ModelRun) -> list[tuple[str, str, float]]:
@@ -217,14 +213,10 @@ def relearn_grid(run: ModelRun) -> list[tuple[str, str, float]]:
 @measurement(
     "relearn",
     tuple(
-        dataclasses.replace(
-            f, extra_keys=("config", "grid"), count_keys=("config", "grid"), extras=_relearn_extras
-        )
+        dataclasses.replace(f, extra_keys=RELEARN_KEYS, count_keys=RELEARN_KEYS, extras=_relearn_extras)
         if f.key == "relearn_err"
         else f
-        for f in _figures(
-            "relearn", "a few steps of fine-tuning on benign or same-format fake text (worst case)"
-        )
+        for f in _figures("relearn", RELEARN_WHAT)
     ),
     in_quick=False,
     switch="relearn",
