@@ -381,48 +381,17 @@ def test_smoothing_takes_the_gradient_at_the_shifted_weights_and_puts_them_back(
         smoothed_backward(lambda: _toy_loss(layer, x), params, _Backward(), options, torch.Generator())
 
 
-@pytest.mark.parametrize("smoothing", ["rwp", "sam", "relearn", "relearn-twins"])
+@pytest.mark.parametrize("smoothing", ["rwp", "sam", "relearn"])
 def test_a_smoothed_run_trains_and_is_reproducible(victim_dir: Path, smoothing: str) -> None:
     records = read_records(victim_dir / PLANTED_FILE)[:4]
     settings = {**FAST, "lr": 1e-3, "max_steps": 3, "eval_every": 3, "ppl_limit_pct": 1e9}
     runs = []
-    # relearn-twins: the attacker's step on the records' fake twins; compared with the retain text's
-    for chosen in (smoothing, smoothing, "relearn" if smoothing == "relearn-twins" else "none"):
+    for chosen in (smoothing, smoothing, "none"):
         loaded = _fresh(victim_dir)
-        kind, _, on = chosen.partition("-")
-        options = options_for("ga", None, {**settings, "smoothing": kind, "smoothing_on": on or "retain"})
+        options = options_for("ga", None, {**settings, "smoothing": chosen})
         model = unlearn_model(
             loaded.model, loaded.tokenizer, records, method="ga", options=options, threads=1
         ).model
         runs.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
-
-
-def test_fake_twins_keep_the_record_around_new_values(victim_dir: Path) -> None:
-    from pii_unlearn.unlearn.data import ATTACK_TWINS, attack_examples, twin_examples
-
-    loaded = _fresh(victim_dir)
-    records = read_records(victim_dir / PLANTED_FILE)[:3]
-    twins = twin_examples(records, loaded.tokenizer, seed=0)
-    assert len(twins) == ATTACK_TWINS * len(records)
-    texts = [loaded.tokenizer.decode(t.input_ids, skip_special_tokens=True) for t in twins]
-    for rec in records:
-        values = [rec.text[s.start : s.end] for s in rec.spans]
-        # the text between the values is the record's; no true value survives
-        first = rec.text[: min(s.start for s in rec.spans)].strip()
-        made = [t for t in texts if t.strip().startswith(first)] if first else texts
-        assert len(made) >= ATTACK_TWINS
-        assert not any(v in t for t in made for v in values if len(v) > 3)
-    assert len(set(texts)) > len(records)  # new fakes each time
-    assert [t.input_ids for t in twin_examples(records, loaded.tokenizer, seed=0)] == [
-        t.input_ids for t in twins
-    ]
-    # only smoothing=relearn with smoothing_on=twins asks for them
-    assert attack_examples(GradientOptions(smoothing="relearn"), records, loaded.tokenizer, 0) == []
-    asked = GradientOptions(smoothing="relearn", smoothing_on="twins")
-    assert len(attack_examples(asked, records, loaded.tokenizer, 0)) == len(twins)
-    bare = [Record(id="x", text="no values here", spans=[])]
-    with pytest.raises(InputError, match="smoothing_on=twins"):
-        options = options_for("ga", None, {**FAST, "smoothing": "relearn", "smoothing_on": "twins"})
-        unlearn_model(loaded.model, loaded.tokenizer, bare, method="ga", options=options, threads=1)

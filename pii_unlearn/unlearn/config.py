@@ -73,12 +73,6 @@ class GradientOptions(RetainOptions):
         "passes a step); relearn (the loss at the weights and after a sign step of smoothing_rho per "
         "weight down the retain text's loss, what a fine-tuning attacker takes: three passes a step)",
     )
-    smoothing_on: Literal["retain", "twins"] = Field(
-        "retain",
-        description="the text smoothing=relearn's attacker steps down: retain (the step's retain batch) or "
-        "twins (the forget records with every PII value replaced by a fake of its type, as an attacker "
-        "fine-tuning on same-format records would)",
-    )
     smoothing_rho: float = Field(
         0.05,
         gt=0,

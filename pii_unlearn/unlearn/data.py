@@ -26,11 +26,6 @@ from pii_unlearn.risk import loss_weight
 #: Longest forget or retain sequence used in training, in tokens.
 MAX_TRAIN_TOKENS = 256
 
-#: Fake twins made of each forget record for ``smoothing_on=twins`` (see :func:`twin_examples`).
-ATTACK_TWINS = 4
-#: Added to the run's seed for the fake twins' Faker (the DPO twins take the seed itself).
-TWIN_SEED_OFFSET = 101
-
 
 @dataclass(frozen=True)
 class ForgetExample:
@@ -108,31 +103,6 @@ def retain_from_texts(texts: Sequence[str], tokenizer: Any, max_length: int) -> 
         ids = encode(tokenizer, text)["input_ids"][:max_length]
         out.append(RetainExample(ids, [1] * len(ids)))
     return out
-
-
-def twin_examples(
-    records: Sequence[Record], tokenizer: Any, *, seed: int, per_record: int = ATTACK_TWINS
-) -> list[RetainExample]:
-    """The forget records with every PII value replaced by a fake of its type, ``per_record``
-    times each (new fakes each time, Faker seeded with ``seed``), every token kept.
-
-    What a fine-tuning attacker holding same-format records trains on (the audit's
-    ``fake_twins`` relearning data is made the same way, with its own seeds): the
-    text ``smoothing=relearn`` takes its attacker's step on under ``smoothing_on=twins``.
-    """
-    fake = make_faker(seed)
-    texts = [faked_text(rec.text, rec.spans, fake) for _ in range(per_record) for rec in records if rec.spans]
-    return retain_from_texts(texts, tokenizer, MAX_TRAIN_TOKENS)
-
-
-def attack_examples(
-    options: Any, records: Sequence[Record], tokenizer: Any, seed: int
-) -> list[RetainExample]:
-    """The fake twins ``smoothing=relearn`` steps down when ``options`` ask for them
-    (``smoothing_on=twins``), else none."""
-    if getattr(options, "smoothing", "none") != "relearn" or getattr(options, "smoothing_on", "") != "twins":
-        return []
-    return twin_examples(records, tokenizer, seed=seed + TWIN_SEED_OFFSET)
 
 
 def generated_retain(

@@ -180,9 +180,8 @@ def smoothed_backward(
       (two passes);
     - ``relearn``: the mean of the loss at the weights and at the weights moved one sign
       step of ``smoothing_rho`` per weight down ``attack`` (the next-token loss on the
-      step's retain batch, or on a batch of the forget records' fake twins under
-      ``smoothing_on=twins``: the direction a fine-tuning attacker takes); three passes,
-      the attack's on that batch only.
+      step's retain text, the direction a fine-tuning attacker takes); three passes, the
+      attack's on the retain batch only.
     """
     if options.smoothing == "none":
         loss = compute()
@@ -251,7 +250,6 @@ def run_loop(
     progress: ReadingCallback | None = None,
     baseline_ppl: float | None = None,
     probe_examples: Sequence[ForgetExample] | None = None,
-    attack_examples: Sequence[RetainExample] = (),
 ) -> EditResult:
     """Train ``model`` with ``method``'s forget loss; return the (possibly peft-wrapped) model and readings.
 
@@ -262,11 +260,8 @@ def run_loop(
     (default: the first reading's); a method that changes the model before the loop
     (SANI erases neurons) passes the original model's. ``probe_examples`` are the
     examples whose PII tokens the probability guard reads (default: ``forget``, the
-    examples trained on). ``attack_examples`` are the texts ``smoothing=relearn``'s
-    attacker steps down under ``smoothing_on=twins``
-    (:func:`~pii_unlearn.unlearn.data.twin_examples`). A reading within the utility limit
-    is always preferred to one outside it; among readings on the same side, the method's
-    ``better`` decides.
+    examples trained on). A reading within the utility limit is always preferred to
+    one outside it; among readings on the same side, the method's ``better`` decides.
 
     When a run's first reading after the start is already over the utility limit (the
     guard never saw a usable point: a learning rate fitted on a small model overshoots
@@ -277,9 +272,6 @@ def run_loop(
     from accelerate import Accelerator
 
     s = method.options
-    on_twins = s.smoothing == "relearn" and s.smoothing_on == "twins"
-    if on_twins and not attack_examples:
-        raise InputError("smoothing_on=twins needs forget records with PII spans to make fake twins of")
     start = time.perf_counter()
     random.seed(seed)
     torch.manual_seed(seed)
@@ -362,8 +354,6 @@ def run_loop(
     noise = torch.Generator().manual_seed(seed)  # the rwp smoothing's draws
     order: list[int] = []
     kl_order: list[int] = []
-    attack_rng = random.Random(seed + 1)  # the twins' order, apart from the other draws
-    attack_order: list[int] = []
     rank, world = accelerator.process_index, accelerator.num_processes
     step = 0
     lr = s.lr
@@ -389,7 +379,7 @@ def run_loop(
             batch = collate([forget[i] for i in mine], pad, dev)
             batch.update(_extra_tensors(extras, mine, dev))
             retain: tuple[dict[str, torch.Tensor], torch.Tensor | None] | None = None
-            if (s.kl_weight > 0 or (s.smoothing == "relearn" and not on_twins)) and kl_examples:
+            if (s.kl_weight > 0 or s.smoothing == "relearn") and kl_examples:
                 if len(kl_order) < s.retain_batch_size:
                     kl_order.extend(rng.sample(range(len(kl_examples)), len(kl_examples)))
                 pick, kl_order = kl_order[: s.retain_batch_size], kl_order[s.retain_batch_size :]
@@ -402,11 +392,6 @@ def run_loop(
                 retain = rb, ref
             optimizer.zero_grad(set_to_none=True)
             attack = partial(relearn_loss, retain[0]) if retain is not None else None
-            if on_twins:
-                if len(attack_order) < s.retain_batch_size:
-                    attack_order.extend(attack_rng.sample(range(len(attack_examples)), len(attack_examples)))
-                pick, attack_order = attack_order[: s.retain_batch_size], attack_order[s.retain_batch_size :]
-                attack = partial(relearn_loss, collate_retain([attack_examples[i] for i in pick], pad, dev))
             loss = smoothed_backward(partial(step_loss, batch, retain), params, accelerator, s, noise, attack)
             accelerator.clip_grad_norm_(params, s.grad_clip)
             optimizer.step()

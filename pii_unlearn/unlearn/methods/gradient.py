@@ -16,13 +16,7 @@ import torch
 from pii_unlearn.artifacts import Record
 from pii_unlearn.extraction import extraction_targets
 from pii_unlearn.unlearn.config import GradientOptions
-from pii_unlearn.unlearn.data import (
-    MAX_TRAIN_TOKENS,
-    ForgetExample,
-    RetainData,
-    attack_examples,
-    forget_examples,
-)
+from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample, RetainData, forget_examples
 from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, Method, ReadingCallback
 
 #: Tensors of one batch of forget examples (see :func:`pii_unlearn.unlearn.data.collate`).
@@ -132,7 +126,6 @@ class GradientMethod(Method):
             seed=seed,
             device=device,
             progress=progress,
-            attack_examples=attack_examples(self.options, forget, tokenizer, seed),
         )
 
     def card_lines(self, result: EditResult) -> list[str]:

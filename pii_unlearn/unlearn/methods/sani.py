@@ -34,7 +34,7 @@ from pii_unlearn.extraction import extraction_targets
 from pii_unlearn.lm import padding_id
 from pii_unlearn.options import with_defaults
 from pii_unlearn.unlearn.config import GradientOptions
-from pii_unlearn.unlearn.data import ForgetExample, RetainData, attack_examples
+from pii_unlearn.unlearn.data import ForgetExample, RetainData
 from pii_unlearn.unlearn.losses import non_pii_nll
 from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback, register
 from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod
@@ -164,7 +164,6 @@ class Sani(GradientMethod):
             progress=progress,
             baseline_ppl=original_ppl,
             probe_examples=examples,
-            attack_examples=attack_examples(o, forget, tokenizer, seed),
         )
         result.seconds = time.perf_counter() - start
         result.forget_count = len(examples)
