@@ -255,6 +255,15 @@ NOTES = """## How deep each method's removal is
 
 - What was tried on the way to `twinfit`'s defaults, on a victim no table here uses, and what
   each variant did: [twinfit.md](twinfit.md).
+- Where the relearning rise comes from (2026-12-06, fitting victim seed 5, [twinfit.md](twinfit.md)
+  "Relearning: the attacker's step on fake twins; distillation; where the rise lives"): a model
+  trained from scratch on nothing but the unlearned model's outputs (no weight of the victim, no
+  true record in its text) reads the same gap before relearning (+0.20 against +0.24) and rises
+  under the same fine-tunes to +0.55 (the unlearned model: +0.72; a model that never saw the
+  records: -0.03, no rise). The rise is carried by the outputs' residual lean towards the true
+  values, not by a copy hidden in the weights, so UNDO-style distillation (alpha 0.3 / 0.7) left
+  it where it was (+0.77 / +0.64), and smoothing's attacker step on fake twins instead of retain
+  text did no better (+0.45 / +0.30 against +0.46 / +0.14 on seeds 5 / 1). Not kept.
 - On the real model (SmolLM2-135M fine-tuned by `make-victim --base`, seed 0, 53 values,
   [real_model.md](real_model.md), 2026-12-03): `twinfit` at the victim's own fine-tuning rate
   (3e-4, 60 steps, 2 rewrites, every weight; `recipes/pretrained/twinfit.yaml`; one run) with
