@@ -253,8 +253,26 @@ HELDOUT_REBUILD_NOTES = """Notes (runs of 2026-12-04, late, alone on the cores).
   victims, one seed each, give the same picture: generation and format-constrained decoding
   stop, int4 brings nothing back, the ranking gap falls from 5.5 to about 0.9 bit, not to 0.5.
 - Not run on this victim: every other method, the relearning probe."""
+SEED8_NOTES = """Notes (run of 2026-12-06, morning; `invert` and `npo`'s `unlearn` shared the 2 cores with
+tiny-victim runs, so their wall times are high, `invert`'s about 5x its 310 s alone on a victim like it).
+- The victim is the report victim seed 8 of [twinfit.md](twinfit.md) (`make-victim --base --seed 8
+  --templates heldout`, built 2026-12-05; its build time is the manifest's, in process). `invert`
+  (seed 8, today's defaults) found 48 of its 50 planted values at precision 0.98.
+- `npo` data-free (its defaults: LoRA, lr 1e-3, beta 0.1, KL on the model's own masked samples,
+  guard on the built-in English paragraphs, perplexity 373 for this fine-tune): at step 10 the
+  guard read +201% (forget-set ERR 0.74 -> 0.38), and at each of the backoff's halved rates
+  +46%, +34%, +6.7% (5e-4, 2.5e-4, 1.25e-4; ERR 0.59, 0.62, 0.70): every try over the 2% limit,
+  so the unchanged model was kept, as `dfsu` and data-free `ga` were on the seed-0 victim
+  ([real_model.md](real_model.md)). The built-in guard, not the method, ends every data-free
+  gradient baseline on this model (`twinfit`'s recipe runs at 3e-4 where the same guard reads
+  -6% to -41%).
+- `unpii-dpo` data-free was started and stopped unfinished (paused after 18 minutes of
+  unlearning so that the tiny-victim runs of [twinfit.md](twinfit.md) ran alone, then ended).
+- Not run on this victim: the other methods (`twinfit`'s rows for it are in
+  [twinfit.md](twinfit.md)), the relearning probe."""
 #: The notes under each results table, by file stem.
 STEM_NOTES = {
+    "real_model_seed8": SEED8_NOTES,
     "real_model": NOTES,
     "real_model_heldout": HELDOUT_NOTES,
     "real_model_rebuild": REBUILD_NOTES,
