@@ -85,7 +85,7 @@ class TwinFitOptions(
         lr_schedule="cosine",
         warmup_steps=20,
         lora=False,
-        max_steps=300,
+        max_steps=450,
         kl_weight=1.0,
         eval_every=25,
     )
