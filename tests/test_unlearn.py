@@ -214,6 +214,34 @@ def test_run_unlearn_writes_mergeable_checkpoint(victim_dir: Path, tmp_path: Pat
         assert torch.allclose(again.model(ids).logits, merged(result.model)(ids).logits, atol=1e-5)
 
 
+def test_the_reference_cache_gives_the_reference_distributions_on_any_batch(victim) -> None:
+    from pii_unlearn.data import benign_texts
+    from pii_unlearn.lm import padding_id
+    from pii_unlearn.unlearn.data import collate_retain, retain_from_texts
+    from pii_unlearn.unlearn.loop import Reference, ReferenceCache
+
+    examples = retain_from_texts(benign_texts()[:5], victim.tokenizer, max_length=48)
+    pad = padding_id(victim.tokenizer)
+    reference = Reference(victim.model, lora=False)  # a frozen copy
+    cache = ReferenceCache.build(reference, examples, pad, "cpu")
+    assert cache is not None
+    picked = [3, 0, 4]
+    batch = collate_retain([examples[i] for i in picked], pad, "cpu")
+    width = batch["input_ids"].shape[1]
+    live = reference.logits(batch["input_ids"], batch["attention_mask"])
+    cached = cache.batch(picked, width)
+    assert cached.shape == live.shape
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(cached[mask], torch.log_softmax(live, -1)[mask], atol=1e-5)
+    # the KL term reads the same from either
+    moved = live + torch.randn_like(live)
+    assert torch.allclose(
+        kl_to_reference(moved, cached, batch["keep"]), kl_to_reference(moved, live, batch["keep"]), atol=1e-5
+    )
+    # over the memory budget: no cache, each step recomputes
+    assert ReferenceCache.build(reference, examples, pad, "cpu", budget=1000) is None
+
+
 def test_generated_retain_is_data_free_and_masks_pii(victim, victim_dir: Path) -> None:
     from pii_unlearn.unlearn.data import generated_retain
 

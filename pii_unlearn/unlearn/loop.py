@@ -133,6 +133,60 @@ def lr_schedule(optimizer: Any, options: GradientOptions) -> Any:
     )
 
 
+#: The most memory the frozen reference's next-token log-probabilities on the KL term's retain
+#: text may take to be kept for the whole run (computed once); above it they are recomputed on
+#: each step's retain batch. The reference never changes, so both give the same KL term.
+REFERENCE_CACHE_BYTES = 1 << 30
+
+
+class ReferenceCache:
+    """The frozen reference's log-probabilities on every retain example, computed once.
+
+    The KL term reads the reference's next-token distribution on each step's retain
+    batch; the retain set is fixed and the reference frozen, so over a run the same
+    distributions were recomputed again and again (a third of a step's forward work on
+    the tiny victim). :meth:`build` keeps them when they fit in ``budget`` bytes.
+    """
+
+    def __init__(self, rows: list[torch.Tensor]) -> None:
+        self.rows = rows
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        reference: Reference,
+        examples: Sequence[RetainExample],
+        pad_id: int,
+        device: Any,
+        *,
+        autocast: Callable[[], Any] = contextlib.nullcontext,
+        budget: int = REFERENCE_CACHE_BYTES,
+    ) -> ReferenceCache | None:
+        """The cache, or ``None`` when the log-probabilities would take more than ``budget`` bytes
+        (known from the first chunk's vocabulary width)."""
+        tokens = sum(len(e.input_ids) for e in examples)
+        rows: list[torch.Tensor] = []
+        for chunk in batched(examples, 16):
+            batch = collate_retain(chunk, pad_id, device)
+            with autocast():
+                logits = reference.logits(batch["input_ids"], batch["attention_mask"])
+            if tokens * logits.shape[-1] * 4 > budget:
+                return None
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            rows.extend(logp[i, : len(e.input_ids)].clone() for i, e in enumerate(chunk))
+        return cls(rows) if rows else None
+
+    def batch(self, picked: Sequence[int], width: int) -> torch.Tensor:
+        """The picked examples' log-probabilities, right-padded with zeros to ``width`` positions
+        (padding positions are outside the KL term's mask)."""
+        first = self.rows[picked[0]]
+        out = first.new_zeros((len(picked), width, first.shape[-1]))
+        for row, i in enumerate(picked):
+            out[row, : len(self.rows[i])] = self.rows[i]
+        return out
+
+
 @torch.no_grad()
 def reference_logprobs(
     reference: Reference,
@@ -299,6 +353,11 @@ def run_loop(
     dev = accelerator.device
     unwrapped = accelerator.unwrap_model(model)
     extras = method.prepare(forget, reference, pad, dev)
+    ref_cache = (
+        ReferenceCache.build(reference, kl_examples, pad, dev, autocast=accelerator.autocast)
+        if s.kl_weight > 0 and reference is not None
+        else None
+    )
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return model(input_ids=ids, attention_mask=mask).logits
@@ -385,7 +444,9 @@ def run_loop(
                 pick, kl_order = kl_order[: s.retain_batch_size], kl_order[s.retain_batch_size :]
                 rb = collate_retain([kl_examples[i] for i in pick], pad, dev)
                 ref = None
-                if s.kl_weight > 0:
+                if ref_cache is not None:
+                    ref = ref_cache.batch(pick, rb["input_ids"].shape[1])
+                elif s.kl_weight > 0:
                     assert reference is not None
                     with accelerator.autocast():
                         ref = reference.logits(rb["input_ids"], rb["attention_mask"])
