@@ -194,6 +194,11 @@ NOTES = (
     "- LOCATION errors: NER tags invented Faker towns as PERSON or misses them; the street-address "
     "pattern also fires on `<number> <Capitalised words> <street suffix>` that is no address "
     '("sold 597 Green Valley passes", one of the benign templates).',
+    "- PERSON with names spaCy labels as organisations (two or three capitalised words mid-sentence, "
+    "no company word; 2026-12-06): precision 0.980 -> 0.969, recall 0.950 -> 0.962, F1 0.965 -> "
+    "0.966 on this set. It was added for the victims' records, where spaCy's small model reads "
+    "names in two held-out templates as organisations and the name stayed out of the forget set "
+    "(bench/compare.md); a firm named like a person is taken too.",
 )
 
 _SLOT = re.compile(r"\{(~?[A-Za-z_]+)\}")

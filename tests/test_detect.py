@@ -17,7 +17,7 @@ from pii_unlearn.errors import InputError
 from pii_unlearn.pii.anonymize import anonymized_text, faked_text
 from pii_unlearn.pii.detect import BLANK_MODEL, Detector, resolve_overlaps
 from pii_unlearn.pii.detect.detector import chunk_windows
-from pii_unlearn.pii.detect.recognizers import lowered_openings
+from pii_unlearn.pii.detect.recognizers import ORG_SHAPED_NAME_SCORE, lowered_openings
 from pii_unlearn.pii.fakes import make_faker
 
 TEXT = (
@@ -173,6 +173,25 @@ def test_names_after_a_capitalised_first_word_are_found(detector: Detector) -> N
         "tenant Ann Lee paid. then SSN and I left.\nbob  Ray ok. thanks Al"
     )
     assert lowered_openings("Thanks for calling. Then we left.") == "Thanks for calling. Then we left."
+
+
+def test_names_ner_calls_organisations_are_found_and_company_names_are_not(detector: Detector) -> None:
+    """spaCy's small model labels some names mid-sentence as ORG; name-shaped ones are taken."""
+    texts = [
+        "Refund issued for Nicholas Jones (DOB 11 March 1961) today.",
+        "Dispute opened by Darren Jones on Monday.",
+        "Invoice from Moore-Williams and Garcia LLC was paid.",
+        "Please call the Support Desk at Acme Bank.",
+    ]
+    spans = detector.analyze(texts)
+    names = [
+        [t[sp.start : sp.end] for sp in s if sp.entity_type == "PERSON"]
+        for t, s in zip(texts, spans, strict=True)
+    ]
+    assert names[0] == ["Nicholas Jones"] and names[1] == ["Darren Jones"]
+    assert "Moore-Williams" not in names[2] and not names[3]
+    ner_names = [sp for s in spans[:2] for sp in s if sp.entity_type == "PERSON"]
+    assert all(sp.score == ORG_SHAPED_NAME_SCORE for sp in ner_names)
 
 
 def test_building_detectors_leaves_presidio_unchanged(patterns: Detector) -> None:

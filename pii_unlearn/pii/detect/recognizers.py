@@ -11,6 +11,8 @@
 * names after a sentence's capitalised first word ("Customer Emily Shaw has ...",
   "Tenant April White ..."), which spaCy's small model reads as one organisation or
   misses, are looked for again with that word lower-cased;
+* names it labels as an organisation mid-sentence ("Dispute opened by Darren Jones on ..."):
+  two or three capitalised words and no company word (:data:`ORGANISATION_WORDS`);
 * recognizers that fire on ordinary words or claim other entities' numbers are
   :data:`OFF_BY_DEFAULT`.
 """
@@ -40,7 +42,9 @@ OFF_BY_DEFAULT: dict[str, str] = {
 MASTERCARD_2_SERIES = r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b"
 
 #: Recognizers whose spans are statistical guesses (NER): on overlap they yield to pattern matches.
-NER_RECOGNIZERS = frozenset({"SpacyRecognizer", "SentenceOpeningNameRecognizer"})
+NER_RECOGNIZERS = frozenset(
+    {"SpacyRecognizer", "SentenceOpeningNameRecognizer", "OrganisationShapedNameRecognizer"}
+)
 
 
 def _offline_email_recognizer(language: str) -> Any:
@@ -254,6 +258,70 @@ def _opening_name_recognizer(language: str, nlp: Any, score: float) -> Any:
     )
 
 
+#: Score of a name that NER called an organisation (:func:`_organisation_shaped_name_recognizer`):
+#: over the detector's default threshold, under NER's own 0.85.
+ORG_SHAPED_NAME_SCORE = 0.6
+#: Lower-cased words that make a run of capitalised words an organisation's name, not a person's.
+ORGANISATION_WORDS = frozenset(
+    """inc incorporated llc llp ltd limited plc corp corporation co company companies group bank
+    bancorp hospital hospitals clinic clinics pharmacy university college school academy institute
+    services service solutions systems partners associates holdings capital insurance health
+    healthcare medical center centre foundation trust fund international global technologies
+    technology tech labs laboratories airlines airways motors foods energy media network networks
+    department office agency council church club store stores market markets industries enterprises
+    consulting logistics communications telecom software electric financial finance credit union
+    federal national american united first general support team desk""".split()  # noqa: SIM905
+)
+
+
+def _sentence_opening(text: str, start: int) -> bool:
+    """Whether ``start`` is a sentence's first character (text start, after ``. ! ?`` or a new line)."""
+    before = text[:start].rstrip(" \t")
+    return not before or before[-1] in ".!?\n"
+
+
+def _organisation_shaped_name_recognizer(language: str, score: float) -> Any:
+    """Names NER labelled as organisations: two or three capitalised words, none a word of
+    :data:`ORGANISATION_WORDS`, not at a sentence's start, as PERSON with ``score``.
+
+    spaCy's small English model reads a name after some clauses as an organisation:
+    "Refund issued for Nicholas Jones (DOB ...)" and "Dispute opened by Darren Jones
+    on ..." give ORG spans, which Presidio drops; the name stays in the text and in
+    the model. A company name made of surnames ("Moore-Williams", "Garcia LLC", "Smith,
+    Lee and Ross") has a hyphen, a comma, "and" or a company word and is not taken; one that
+    is only two capitalised surnames is (a false positive the forget set can afford: the
+    risk score still weighs it). A span at a sentence's start is
+    :func:`_opening_name_recognizer`'s ("Customer Emily Shaw has ...").
+    """
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    class OrganisationShapedNameRecognizer(EntityRecognizer):
+        """PERSON for the name-shaped organisation spans of the NER pass already made."""
+
+        def load(self) -> None:
+            """Nothing to load: it reads the NER pass's entities."""
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            if E.PERSON not in entities or nlp_artifacts is None:
+                return []
+            out = []
+            for ent in nlp_artifacts.entities:
+                words = [t.text for t in ent]
+                if (
+                    NER_LABELS.get(ent.label_, ent.label_) == NER_LABELS["ORG"]  # mapped by the engine
+                    and 2 <= len(words) <= 3
+                    and all(w.isalpha() and w.istitle() and len(w) > 1 for w in words)
+                    and not any(w.lower() in ORGANISATION_WORDS for w in words)
+                    and not _sentence_opening(text, ent.start_char)
+                ):
+                    out.append(RecognizerResult(E.PERSON, ent.start_char, ent.end_char, score))
+            return out
+
+    return OrganisationShapedNameRecognizer(
+        supported_entities=[E.PERSON], name="OrganisationShapedNameRecognizer", supported_language=language
+    )
+
+
 def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]:
     """Presidio's predefined recognizers for ``language``, with this module's offline and precision fixes.
 
@@ -302,6 +370,7 @@ def presidio_recognizers(language: str, has_ner: bool, engine: Any) -> list[Any]
                 out.append(rec)
                 if language == "en":
                     out.append(_opening_name_recognizer(language, engine.nlp[language], rec.ner_strength))
+                    out.append(_organisation_shaped_name_recognizer(language, ORG_SHAPED_NAME_SCORE))
         elif type(rec) is EmailRecognizer:
             out.append(_offline_email_recognizer(language))
         elif type(rec) is PhoneRecognizer:
