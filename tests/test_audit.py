@@ -16,6 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from pii_unlearn import lm
 from pii_unlearn.artifacts import Record, read_records, record_line
 from pii_unlearn.audit.gate import check_names, evaluate, parse_condition
 from pii_unlearn.audit.html import render_html
@@ -449,4 +450,30 @@ def test_ranking_threads_are_the_cores_other_processes_leave_idle(
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", loadavg)
+    monkeypatch.setattr(lm, "procs_running", lambda: None)  # a kernel that does not say
     assert idle_cores() == expected  # this process's own core is not counted as someone else's
+
+
+@pytest.mark.parametrize(
+    ("reads", "expected"), [([1, 2, 1], 2), ([2, 2, 3], 1), ([1, 1, 1], 2), ([4, 3, 5], 1)]
+)
+def test_threads_follow_the_run_queue_now_not_the_trailing_load_average(
+    monkeypatch: pytest.MonkeyPatch, reads: list[int], expected: int
+) -> None:
+    import os
+
+    from pii_unlearn.lm import idle_cores
+
+    queue = iter(reads * 3)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 1.0))  # a job that just ended
+    monkeypatch.setattr(lm, "procs_running", lambda: next(queue))
+    monkeypatch.setattr(lm, "RUN_QUEUE_READS", len(reads))
+    monkeypatch.setattr(lm, "RUN_QUEUE_PAUSE", 0.0)
+    assert idle_cores() == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_the_run_queue_is_read_from_the_kernel() -> None:
+    count = lm.procs_running()
+    assert count is not None and count >= 1  # this test's own thread is running
