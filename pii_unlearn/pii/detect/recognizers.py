@@ -207,9 +207,13 @@ WRITTEN_DATE = (
 WRITTEN_DATE_SCORE = 0.6
 
 
+#: Where a sentence starts: the text's start, after ". ! ?" and white space, or after a new line.
+_SENTENCE_START = r"(?:^|[.!?]\s+|\n\s*)"
+#: Text that ends where a sentence starts (:data:`_SENTENCE_START` at its end).
+_ENDS_AT_SENTENCE_START = re.compile(_SENTENCE_START + r"\Z")
 #: A sentence's first word, when Capitalised (an upper-case letter, then lower-case ones) and followed by
 #: another capitalised word: at the text's start, after a sentence's end or at a new line.
-_SENTENCE_OPENING = re.compile(r"(?:^|[.!?]\s+|\n\s*)([A-Z])[a-z]+(?=\s+[A-Z])")
+_SENTENCE_OPENING = re.compile(_SENTENCE_START + r"([A-Z])[a-z]+(?=\s+[A-Z])")
 
 
 def lowered_openings(text: str) -> str:
@@ -275,9 +279,8 @@ ORGANISATION_WORDS = frozenset(
 
 
 def _sentence_opening(text: str, start: int) -> bool:
-    """Whether ``start`` is a sentence's first character (text start, after ``. ! ?`` or a new line)."""
-    before = text[:start].rstrip(" \t")
-    return not before or before[-1] in ".!?\n"
+    """Whether ``start`` is a sentence's first character (:data:`_SENTENCE_START`)."""
+    return _ENDS_AT_SENTENCE_START.search(text, 0, start) is not None
 
 
 def _organisation_shaped_name_recognizer(language: str, score: float) -> Any:
