@@ -242,6 +242,23 @@ def test_the_reference_cache_gives_the_reference_distributions_on_any_batch(vict
     assert ReferenceCache.build(reference, examples, pad, "cpu", budget=1000) is None
 
 
+def test_right_padded_batches_run_without_the_mask_and_give_the_same_logits(victim) -> None:
+    from pii_unlearn.lm import causal_mask, pad_left, pad_right, padding_id
+
+    tok = victim.tokenizer
+    seqs = [tok("Call Dana on 415 555 0137 today.")["input_ids"], tok("Hello there.")["input_ids"]]
+    ids, mask = pad_right(seqs, padding_id(tok), "cpu")
+    assert causal_mask(mask) is None
+    with torch.no_grad():
+        masked = victim.model(input_ids=ids, attention_mask=mask).logits
+        bare = victim.model(input_ids=ids, attention_mask=causal_mask(mask)).logits
+    real = mask.bool()
+    assert torch.allclose(masked[real], bare[real], atol=1e-5)
+    # padding before a real token (left padding) keeps the mask
+    _, left = pad_left(seqs, padding_id(tok), "cpu")
+    assert causal_mask(left) is left
+
+
 def test_generated_retain_is_data_free_and_masks_pii(victim, victim_dir: Path) -> None:
     from pii_unlearn.unlearn.data import generated_retain
 

@@ -88,7 +88,7 @@ def unlearn_model(
     a single process on CPU takes the cores other processes leave idle
     (:func:`pii_unlearn.lm.batch_threads`: a training step's batch of records, rewrites
     and retain text is large enough to gain from them, also on a tiny model: twinfit's
-    default run 82 s on one thread, 56 s on two idle cores), and one thread on a busy
+    default run took 157 s on one thread, 111 s on two idle cores), and one thread on a busy
     machine; under torchrun each process keeps the launcher's setting. Thread counts sum
     in another order: pin ``threads`` where two runs must agree to the last bit.
     """

@@ -26,7 +26,7 @@ import torch
 from pii_unlearn.checkpoint import architecture_modules
 from pii_unlearn.errors import InputError
 from pii_unlearn.extraction import Target, greedy_hits
-from pii_unlearn.lm import batched, padding_id
+from pii_unlearn.lm import batched, causal_mask, padding_id
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
 from pii_unlearn.unlearn.engines import check_engine, weights_for
@@ -89,7 +89,7 @@ class Reference:
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with self.active() as ref:
-            return ref(input_ids=input_ids, attention_mask=attention_mask).logits
+            return ref(input_ids=input_ids, attention_mask=causal_mask(attention_mask)).logits
 
 
 @torch.no_grad()
@@ -99,7 +99,7 @@ def pii_probability(model: Any, examples: Sequence[ForgetExample], pad_id: int, 
     for chunk in batched(examples, 32):
         batch = collate(chunk, pad_id, device)
         nll = token_nll(
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+            model(input_ids=batch["input_ids"], attention_mask=causal_mask(batch["attention_mask"])).logits,
             batch["input_ids"],
         )
         pii, other = target_masks(batch)
@@ -115,7 +115,8 @@ def kept_perplexity(model: Any, examples: Sequence[RetainExample], pad_id: int, 
     total, count = 0.0, 0
     for chunk in batched(examples, 16):
         batch = collate_retain(chunk, pad_id, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        attn = causal_mask(batch["attention_mask"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=attn).logits
         mask = batch["keep"][:, 1:].float()
         total += float((token_nll(logits, batch["input_ids"]) * mask).sum())
         count += int(mask.sum())
@@ -360,7 +361,7 @@ def run_loop(
     )
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=ids, attention_mask=mask).logits
+        return model(input_ids=ids, attention_mask=causal_mask(mask)).logits
 
     def step_loss(
         batch: dict[str, torch.Tensor],

@@ -233,26 +233,47 @@ class TwinFit(GradientMethod):
         _, other = target_masks(batch)
         weights = batch["weights"]
         loss = o.alpha * weighted_mean(per_sequence_mean(nll, other), weights)
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        per_seq, present = [], []
-        for b, idx in enumerate(batch["index"].tolist()):
-            targets = self._targets[int(idx)]
-            if not targets:
-                per_seq.append(logp.new_zeros(()))
-                present.append(0.0)
-                continue
-            ces = []
-            for t in targets:
-                row = logp[b, t.position - 1, list(t.token_ids)]
-                ces.append(-(row * row.new_tensor(t.probs)).sum())
-            per_seq.append(torch.stack(ces).mean())
-            present.append(1.0)
-        fit = weighted_mean(torch.stack(per_seq), weights, torch.tensor(present, device=weights.device))
+        fit = self._target_fit(logits, batch)
         loss = loss + o.gamma * fit
         if o.rewrites and (o.delta > 0 or o.zeta > 0):
             fit_twins, level = self._rewrite_losses(batch, forward, nll)
             loss = loss + o.delta * fit_twins + o.zeta * level
         return loss
+
+    def _target_fit(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Cross-entropy to the soft targets: per record the mean over its PII tokens, then the
+        weighted mean over the records that have any. One gather over the batch's PII rows of the
+        logits (a loop of per-token indexing made a full-size zero gradient per index)."""
+        rows: list[int] = []
+        positions: list[int] = []
+        entry_of: list[int] = []
+        entry_token: list[int] = []
+        entry_prob: list[float] = []
+        present = []
+        for b, idx in enumerate(batch["index"].tolist()):
+            targets = self._targets[int(idx)]
+            present.append(1.0 if targets else 0.0)
+            for t in targets:
+                entry_of += [len(rows)] * len(t.token_ids)
+                entry_token += t.token_ids
+                entry_prob += t.probs
+                rows.append(b)
+                positions.append(t.position - 1)
+        weights = batch["weights"]
+        device = logits.device
+        if not rows:
+            return logits.new_zeros((), dtype=torch.float32)
+        logp = torch.log_softmax(logits[rows, positions].float(), dim=-1)
+        entries = torch.tensor(entry_of, device=device)
+        picked = logp[entries, torch.tensor(entry_token, device=device)]
+        ce = torch.zeros(len(rows), device=device).index_add(
+            0, entries, -picked * torch.tensor(entry_prob, device=device)
+        )
+        row_index = torch.tensor(rows, device=device)
+        per_seq = torch.zeros(len(present), device=device).index_add(0, row_index, ce)
+        counts = torch.zeros(len(present), device=device).index_add(0, row_index, torch.ones_like(ce))
+        per_seq = per_seq / counts.clamp(min=1.0)
+        return weighted_mean(per_seq, weights, torch.tensor(present, device=device))
 
     def _rewrite_losses(
         self, batch: Batch, forward: Forward, true_nll: torch.Tensor
