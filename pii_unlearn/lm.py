@@ -517,23 +517,35 @@ def running_elsewhere() -> int | None:
     return max(0, min(reads) - 1)
 
 
+#: Seconds a reading of :func:`idle_cores` stands: an audit asks before each of its ~10
+#: rankings, and each fresh reading pauses ~0.25 s (:data:`RUN_QUEUE_READS`).
+IDLE_CORES_TTL = 20.0
+_idle_reading: tuple[float, int] | None = None  # (time.monotonic() of the reading, cores)
+
+
 def idle_cores() -> int:
     """CPU cores other processes leave free: the cores less what :func:`running_elsewhere`
     finds (at least 1); where the kernel does not say, the 1-minute load average beyond the
-    one core this process keeps busy.
+    one core this process keeps busy. A reading is reused for :data:`IDLE_CORES_TTL` s.
 
     Not the load average first: it trails by a minute, so a job started as the last one ended
     would read that one's load and keep a single thread for its whole run (measured: a tiny
     ``twinfit`` run at 1 thread took 157 s, at 2 threads 111 s, each started after the other).
     """
+    global _idle_reading
+    now = time.monotonic()
+    if _idle_reading is not None and now - _idle_reading[0] < IDLE_CORES_TTL:
+        return _idle_reading[1]
     cores = os.cpu_count() or 1
     others: float | None = running_elsewhere()
     if others is None:
         try:
             others = max(0.0, os.getloadavg()[0] - 1.0)
         except OSError:  # not available on this platform
-            return 1
-    return max(1, min(cores, int(cores - others + 0.5)))
+            others = float(cores)
+    idle = max(1, min(cores, int(cores - others + 0.5)))
+    _idle_reading = (now, idle)
+    return idle
 
 
 @contextlib.contextmanager

@@ -451,6 +451,7 @@ def test_ranking_threads_are_the_cores_other_processes_leave_idle(
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", loadavg)
     monkeypatch.setattr(lm, "procs_running", lambda: None)  # a kernel that does not say
+    monkeypatch.setattr(lm, "_idle_reading", None)
     assert idle_cores() == expected  # this process's own core is not counted as someone else's
 
 
@@ -470,7 +471,31 @@ def test_threads_follow_the_run_queue_now_not_the_trailing_load_average(
     monkeypatch.setattr(lm, "procs_running", lambda: next(queue))
     monkeypatch.setattr(lm, "RUN_QUEUE_READS", len(reads))
     monkeypatch.setattr(lm, "RUN_QUEUE_PAUSE", 0.0)
+    monkeypatch.setattr(lm, "_idle_reading", None)
     assert idle_cores() == expected
+
+
+def test_a_reading_of_the_idle_cores_stands_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    reads: list[int] = []
+
+    def count() -> int:
+        reads.append(1)
+        return 1
+
+    now = [100.0]
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(lm, "procs_running", count)
+    monkeypatch.setattr(lm, "RUN_QUEUE_PAUSE", 0.0)
+    monkeypatch.setattr(lm, "_idle_reading", None)
+    monkeypatch.setattr(lm.time, "monotonic", lambda: now[0])
+    assert lm.idle_cores() == 2
+    first = len(reads)
+    now[0] += lm.IDLE_CORES_TTL / 2
+    assert lm.idle_cores() == 2 and len(reads) == first  # within the TTL: no new reading
+    now[0] += lm.IDLE_CORES_TTL
+    assert lm.idle_cores() == 2 and len(reads) == 2 * first  # after it: read again
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
