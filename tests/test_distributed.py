@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from pii_unlearn.synth.victim import PLANTED_FILE
+from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
 from pii_unlearn.unlearn import run_unlearn
 
 #: Largest weight difference accepted between the 2-process and the 1-process run (float32 sums
 #: reduced in another order; measured 1.4e-6 on weights of size ~1).
 TOLERANCE = 1e-4
+#: Every run reads its guard on the victim's held-out text (``--retain``): the built-in English
+#: paragraphs are beyond the tiny victim (perplexity over its vocabulary size), and a guard on
+#: them is recorded, not obeyed, so no run would back off.
 OVERRIDES = {"max_steps": "6", "eval_every": "3", "retain_source": "builtin", "guard_texts": "4"}
 
 SCRIPT = """
@@ -26,7 +29,10 @@ import json, sys
 from pii_unlearn.unlearn import run_unlearn
 victim, out, batch = sys.argv[1], sys.argv[2], sys.argv[3]
 overrides = {**json.loads(sys.argv[4]), "batch_size": batch}
-run_unlearn(victim, victim + "/planted.jsonl", out, method="dfsu", overrides=overrides, seed=0)
+run_unlearn(
+    victim, victim + "/planted.jsonl", out, method="dfsu", overrides=overrides, seed=0,
+    retain_path=victim + "/heldout.jsonl",
+)
 """
 
 
@@ -66,8 +72,10 @@ unset_hf_deepspeed_config()
 """
 
 #: The FSDP run: every weight trained (the sharded case that matters), and a learning rate whose
-#: first reading overshoots the guard, so backoff restores the starting weights mid-run.
-FSDP_OVERRIDES = {**OVERRIDES, "lora": "false", "lr": "0.001"}
+#: first reading overshoots the guard, so backoff restores the starting weights mid-run (measured
+#: on one process: 0.01, 0.005 and 0.0025 overshoot the held-out text's perplexity at the first
+#: reading, 0.00125 is within it there). No KL term, as for ZeRO-3's full case below.
+FSDP_OVERRIDES = {**OVERRIDES, "lora": "false", "lr": "0.01", "kl_weight": "0"}
 #: Every weight trained with Adam, which divides each step by the gradient's running size: sum
 #: order differences in near-zero gradients become steps of the learning rate's size. Measured
 #: 1.1e-4 on this victim (weights moved 7.5e-4; DDP differs from one process by the same 1.1e-4);
@@ -114,7 +122,15 @@ def _single(victim_dir: Path, out: Path, method: str, overrides: dict[str, str])
     """The one-process run the 2-process runs (2 x batch 4) are compared with (batch 8); one
     thread, as each of theirs (torchrun's), so the sums run in the same order."""
     settings = {**overrides, "batch_size": "8"}
-    run_unlearn(victim_dir, victim_dir / PLANTED_FILE, out, method=method, overrides=settings, threads=1)
+    run_unlearn(
+        victim_dir,
+        victim_dir / PLANTED_FILE,
+        out,
+        method=method,
+        overrides=settings,
+        threads=1,
+        retain_path=victim_dir / HELDOUT_FILE,
+    )
 
 
 def test_two_processes_match_one(victim_dir: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pii_unlearn.errors import InputError
 from pii_unlearn.lm import generate
 from pii_unlearn.options import parse_set
 from pii_unlearn.pii.masks import token_mask
-from pii_unlearn.synth.victim import PLANTED_FILE
+from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
 from pii_unlearn.unlearn import merged, options_for, run_unlearn, unlearn_model
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import collate, forget_examples
@@ -121,6 +121,33 @@ def test_guard_stops_when_already_forgotten(victim_dir: Path) -> None:
     assert result.edit.stop_reason == "already_below_target" and result.edit.steps == 0
 
 
+def _in_domain(victim_dir: Path) -> list[str]:
+    """The victim's held-out benign text: a guard text it reads well (the built-in English
+    paragraphs are beyond a tiny from-scratch model, so a guard on them stops nothing)."""
+    return [r.text for r in read_records(victim_dir / HELDOUT_FILE)]
+
+
+def test_a_guard_the_model_cannot_read_is_recorded_not_obeyed(victim_dir: Path) -> None:
+    loaded = _fresh(victim_dir)
+    records = read_records(victim_dir / PLANTED_FILE)[:8]
+    fixed = {**FAST, "lora": False, "kl_weight": 0.0, "eval_every": 1, "max_steps": 3, "ppl_limit_pct": 0.0}
+    options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 1})
+    edit = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options).edit
+    # the tiny victim reads the built-in paragraphs worse than a uniform guess over its tokens
+    assert edit.readings[0].ppl >= len(loaded.tokenizer)
+    assert edit.guard_note is not None and "uniform guess" in edit.guard_note
+    assert edit.to_json()["guard_note"] == edit.guard_note
+    # neither stopped nor backed off by it: the run goes on (here until it forgot) and keeps its edit
+    assert edit.stop_reason != "utility_limit" and len(edit.attempts) == 1
+    assert edit.kept is not None and edit.kept.step > 0 and edit.kept.ppl_increase_pct > 0
+    # with in-domain text the same run stops at its first reading
+    loaded = _fresh(victim_dir)
+    edit = unlearn_model(
+        loaded.model, loaded.tokenizer, records, method="ga", options=options, retain=_in_domain(victim_dir)
+    ).edit
+    assert edit.guard_note is None and edit.attempts[0]["stop_reason"] == "utility_limit"
+
+
 def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
     loaded = _fresh(victim_dir)
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
@@ -139,7 +166,9 @@ def test_utility_guard_keeps_best_reading(victim_dir: Path) -> None:
             "backoff": 0,  # the stop itself is under test (a slower retry forgets within the limit)
         },
     )
-    result = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options)
+    result = unlearn_model(
+        loaded.model, loaded.tokenizer, records, method="ga", options=options, retain=_in_domain(victim_dir)
+    )
     assert result.edit.stop_reason == "utility_limit"
     kept = result.edit.kept
     assert kept is not None and kept.ppl_increase_pct <= 0.0
@@ -157,7 +186,9 @@ def test_overshoot_at_the_first_reading_backs_off(victim_dir: Path) -> None:
     records = read_records(victim_dir / PLANTED_FILE)[:8]
     fixed = {**FAST, "lora": False, "kl_weight": 0.0, "eval_every": 1, "max_steps": 3, "ppl_limit_pct": 0.0}
     options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 1})
-    edit = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options).edit
+    edit = unlearn_model(
+        loaded.model, loaded.tokenizer, records, method="ga", options=options, retain=_in_domain(victim_dir)
+    ).edit
     assert [a["lr"] for a in edit.attempts] == [5e-2, 2.5e-2]
     assert all(a["stop_reason"] == "utility_limit" and a["steps"] == 1 for a in edit.attempts)
     assert [r.attempt for r in edit.readings] == [0, 0, 1]
@@ -166,14 +197,18 @@ def test_overshoot_at_the_first_reading_backs_off(victim_dir: Path) -> None:
     # one more try, at 1.25e-2 (measured: ERR 0 at -3.7% perplexity); a try within the limit ends it
     loaded = _fresh(victim_dir)
     options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 3})
-    edit = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options).edit
+    edit = unlearn_model(
+        loaded.model, loaded.tokenizer, records, method="ga", options=options, retain=_in_domain(victim_dir)
+    ).edit
     assert edit.attempts[2]["lr"] == 1.25e-2 and edit.readings[-1].attempt == len(edit.attempts) - 1
     if edit.attempts[-1]["stop_reason"] != "utility_limit":
         assert edit.kept is not None and edit.kept.attempt == len(edit.attempts) - 1
     # without backoff: one try
     loaded = _fresh(victim_dir)
     options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 0})
-    edit = unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options).edit
+    edit = unlearn_model(
+        loaded.model, loaded.tokenizer, records, method="ga", options=options, retain=_in_domain(victim_dir)
+    ).edit
     assert len(edit.attempts) == 1 and len(edit.readings) == 2
 
 

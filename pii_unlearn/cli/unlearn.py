@@ -139,6 +139,8 @@ def print_result(path: Path, result: UnlearnResult) -> None:
         f"wrote [bold]{path}[/] with {result.method.name}: {edit.forget_count} forget records, "
         f"{edit.steps} steps, stopped: {edit.stop_reason}, {edit.seconds:.1f}s"
     )
+    if edit.guard_note:
+        out.print(f"[yellow]utility guard:[/] {edit.guard_note}")
     if edit.kept is not None and edit.readings:
         first, kept = edit.readings[0], edit.kept
         prob = (

@@ -62,6 +62,8 @@ class EditResult:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     #: How the loop ran: accelerate's distributed type (NO, MULTI_CPU, MULTI_GPU, FSDP); None: no loop.
     engine: str | None = None
+    #: Why the utility guard could not measure utility and was not used to stop (None: it was).
+    guard_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The run for a manifest (the model itself left out)."""
@@ -75,6 +77,7 @@ class EditResult:
             "details": self.details,
             "attempts": self.attempts,
             "engine": self.engine,
+            "guard_note": self.guard_note,
         }
 
 
