@@ -71,7 +71,11 @@ READING = """## What this says
   perplexity of what it memorised.
 - The built-in paragraphs (the default guard, perplexity ~9,400 on this victim) move with the
   held-out text but 3-7 times further (ga -15% where held-out moves -2%): a guard on them
-  never stops a run here, whatever the limit.
+  stopped no run here. It can: on report victim seed 0 an oracle `twinfit` run read +4.9% at
+  step 25 and each retry at half the rate higher still (2026-12-06), and the run kept the
+  starting weights. A model this far from the text (perplexity over its ~1,900-token
+  vocabulary, worse than a uniform guess) is not using it, so since then the loop records such
+  a guard's readings and does not obey them (`guard_note` in the manifest).
 - The model's own samples (`guard_source=retain`, the issue's prescription) measure its
   memorised text: with fakes in place of the PII they read the same (faked within +-30% of
   masked). As a 2% guard they stop every method within its first readings (`bench/deep.md`),
