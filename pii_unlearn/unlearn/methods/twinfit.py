@@ -249,11 +249,8 @@ class TwinFit(GradientMethod):
         entry_of: list[int] = []
         entry_token: list[int] = []
         entry_prob: list[float] = []
-        present = []
         for b, idx in enumerate(batch["index"].tolist()):
-            targets = self._targets[int(idx)]
-            present.append(1.0 if targets else 0.0)
-            for t in targets:
+            for t in self._targets[int(idx)]:
                 entry_of += [len(rows)] * len(t.token_ids)
                 entry_token += t.token_ids
                 entry_prob += t.probs
@@ -270,10 +267,10 @@ class TwinFit(GradientMethod):
             0, entries, -picked * torch.tensor(entry_prob, device=device)
         )
         row_index = torch.tensor(rows, device=device)
-        per_seq = torch.zeros(len(present), device=device).index_add(0, row_index, ce)
-        counts = torch.zeros(len(present), device=device).index_add(0, row_index, torch.ones_like(ce))
-        per_seq = per_seq / counts.clamp(min=1.0)
-        return weighted_mean(per_seq, weights, torch.tensor(present, device=device))
+        per_seq = torch.zeros(len(weights), device=device).index_add(0, row_index, ce)
+        counts = torch.zeros(len(weights), device=device).index_add(0, row_index, torch.ones_like(ce))
+        # records without targets count for nothing (as in weighted_mean's ``present``)
+        return weighted_mean(per_seq / counts.clamp(min=1.0), weights, counts > 0)
 
     def _rewrite_losses(
         self, batch: Batch, forward: Forward, true_nll: torch.Tensor
