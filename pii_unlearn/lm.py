@@ -111,6 +111,15 @@ def causal_mask(mask: torch.Tensor) -> torch.Tensor | None:
     return mask
 
 
+def right_padded_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The logits of one forward pass over a batch, with the attention mask :func:`causal_mask` gives.
+
+    The one place a batch of padded rows is run through a model for its logits (training
+    loop, guards, audit scoring), so every caller gets the same mask rule.
+    """
+    return model(input_ids=ids, attention_mask=causal_mask(mask)).logits
+
+
 def model_device(model: Any) -> torch.device:
     """The device of the model's first parameter."""
     return next(model.parameters()).device
@@ -241,7 +250,7 @@ def token_logprobs(
     for chunk in batched(pairs, batch_size):
         seqs = [c + t for c, t in chunk]
         ids, mask = pad_right(seqs, pad, device)
-        logits = model(input_ids=ids, attention_mask=causal_mask(mask)).logits.float()
+        logits = right_padded_logits(model, ids, mask).float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         nxt = ids[:, 1:]
         picked = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
@@ -263,7 +272,7 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: 
     encoded = [encode(tokenizer, t)["input_ids"] for t in texts]
     for chunk in batched(encoded, batch_size):
         ids, mask = pad_right(chunk, pad, device)
-        logits = model(input_ids=ids, attention_mask=causal_mask(mask)).logits.float()
+        logits = right_padded_logits(model, ids, mask).float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         nll = -logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         valid = mask[:, 1:].bool()
@@ -298,7 +307,7 @@ def text_token_logprobs(
     done = 0
     for chunk in batched(order, batch_size):
         ids, mask = pad_right([encoded[i]["input_ids"] for i in chunk], pad, device)
-        logits = model(input_ids=ids, attention_mask=causal_mask(mask)).logits.float()
+        logits = right_padded_logits(model, ids, mask).float()
         picked = logits[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         picked = picked - torch.logsumexp(logits[:, :-1], dim=-1)
         for row, i in enumerate(chunk):

@@ -16,7 +16,7 @@ from pii_unlearn.artifacts import Record, read_records, write_records
 from pii_unlearn.checkpoint import load_model
 from pii_unlearn.cli import app
 from pii_unlearn.errors import InputError
-from pii_unlearn.synth.victim import PLANTED_FILE
+from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
 from pii_unlearn.unlearn import options_for, run_unlearn, unlearn_model
 from pii_unlearn.unlearn.aligner import ALIGNER_TEMPLATES, META_FILE, aligner_pairs
 from pii_unlearn.unlearn.methods import nspu
@@ -237,3 +237,30 @@ def test_aligner_pairs_share_nothing_with_the_demo_victim() -> None:
     }
     filled = " ".join(f for _, f in aligner_pairs(512, seed=0))
     assert not [v for v in values if v in filled]
+
+
+def test_utility_flag_reads_the_guard_rule_of_every_method(victim_dir: Path, tmp_path: Path) -> None:
+    records = read_records(victim_dir / PLANTED_FILE)[:8]
+    strict = {**QUICK, "measure_utility": True, "ppl_limit_pct": 0.0, "guard_texts": 4}
+    # the built-in paragraphs are beyond the tiny victim: the reading is recorded, never a flag
+    out, result = run_unlearn(
+        victim_dir,
+        victim_dir / PLANTED_FILE,
+        tmp_path / "builtin",
+        method="nspu",
+        overrides={**strict, "retain_source": "builtin"},
+    )
+    edit = result.edit
+    assert edit.guard_note is not None and "uniform guess" in edit.guard_note
+    assert edit.stop_reason == "projected"
+    assert "Utility guard: " in (out / "README.md").read_text()
+    # in-domain text the victim reads: the same 0% limit flags any rise
+    fresh = load_model(victim_dir, device="cpu")
+    heldout = [r.text for r in read_records(victim_dir / HELDOUT_FILE)]
+    edit = unlearn_model(
+        fresh.model, fresh.tokenizer, records, method="nspu", options=options_for("nspu", overrides=strict),
+        retain=heldout,
+    ).edit  # fmt: skip
+    assert edit.guard_note is None and len(edit.readings) == 2
+    rose = edit.readings[1].ppl_increase_pct > 0
+    assert edit.stop_reason == ("utility_limit" if rose else "projected")

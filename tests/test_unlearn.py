@@ -278,7 +278,7 @@ def test_the_reference_cache_gives_the_reference_distributions_on_any_batch(vict
 
 
 def test_right_padded_batches_run_without_the_mask_and_give_the_same_logits(victim) -> None:
-    from pii_unlearn.lm import causal_mask, pad_left, pad_right, padding_id
+    from pii_unlearn.lm import causal_mask, pad_left, pad_right, padding_id, right_padded_logits
 
     tok = victim.tokenizer
     seqs = [tok("Call Dana on 415 555 0137 today.")["input_ids"], tok("Hello there.")["input_ids"]]
@@ -286,7 +286,7 @@ def test_right_padded_batches_run_without_the_mask_and_give_the_same_logits(vict
     assert causal_mask(mask) is None
     with torch.no_grad():
         masked = victim.model(input_ids=ids, attention_mask=mask).logits
-        bare = victim.model(input_ids=ids, attention_mask=causal_mask(mask)).logits
+        bare = right_padded_logits(victim.model, ids, mask)
     real = mask.bool()
     assert torch.allclose(masked[real], bare[real], atol=1e-5)
     # padding before a real token (left padding) keeps the mask

@@ -128,6 +128,7 @@ def model_card(result: UnlearnResult, records: Sequence[Record], forget_sha: str
         + "), "
         "PII spans by type: " + (", ".join(f"{t} {n}" for t, n in sorted(types.items())) or "none"),
         *result.method.card_lines(result.edit),
+        *([f"- Utility guard: {result.edit.guard_note}"] if result.edit.guard_note else []),
         "",
         "Verify with `pii-unlearn audit` before release; the audit report is the evidence.",
         "",

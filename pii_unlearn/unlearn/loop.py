@@ -26,7 +26,7 @@ import torch
 from pii_unlearn.checkpoint import architecture_modules
 from pii_unlearn.errors import InputError
 from pii_unlearn.extraction import Target, greedy_hits
-from pii_unlearn.lm import batched, causal_mask, padding_id
+from pii_unlearn.lm import batched, padding_id, right_padded_logits
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
 from pii_unlearn.unlearn.engines import check_engine, weights_for
@@ -89,7 +89,7 @@ class Reference:
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with self.active() as ref:
-            return ref(input_ids=input_ids, attention_mask=causal_mask(attention_mask)).logits
+            return right_padded_logits(ref, input_ids, attention_mask)
 
 
 @torch.no_grad()
@@ -99,7 +99,7 @@ def pii_probability(model: Any, examples: Sequence[ForgetExample], pad_id: int, 
     for chunk in batched(examples, 32):
         batch = collate(chunk, pad_id, device)
         nll = token_nll(
-            model(input_ids=batch["input_ids"], attention_mask=causal_mask(batch["attention_mask"])).logits,
+            right_padded_logits(model, batch["input_ids"], batch["attention_mask"]),
             batch["input_ids"],
         )
         pii, other = target_masks(batch)
@@ -115,12 +115,20 @@ def kept_perplexity(model: Any, examples: Sequence[RetainExample], pad_id: int, 
     total, count = 0.0, 0
     for chunk in batched(examples, 16):
         batch = collate_retain(chunk, pad_id, device)
-        attn = causal_mask(batch["attention_mask"])
-        logits = model(input_ids=batch["input_ids"], attention_mask=attn).logits
+        logits = right_padded_logits(model, batch["input_ids"], batch["attention_mask"])
         mask = batch["keep"][:, 1:].float()
         total += float((token_nll(logits, batch["input_ids"]) * mask).sum())
         count += int(mask.sum())
     return math.exp(total / count) if count else float("nan")
+
+
+def within_utility_limit(reading: GuardReading, limit_pct: float, note: str | None) -> bool:
+    """Whether ``reading`` is within the utility limit; always, when the guard cannot read (``note``).
+
+    The one rule for every method's utility check: a guard text the model cannot read
+    (:func:`guard_note`) is recorded, never obeyed.
+    """
+    return note is not None or reading.ppl_increase_pct <= limit_pct
 
 
 def guard_note(ppl: float, vocab_size: int) -> str | None:
@@ -379,7 +387,7 @@ def run_loop(
     )
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=ids, attention_mask=causal_mask(mask)).logits
+        return right_padded_logits(model, ids, mask)
 
     def step_loss(
         batch: dict[str, torch.Tensor],
@@ -425,7 +433,7 @@ def run_loop(
     note = guard_note(base_ppl, len(tokenizer))
 
     def within_limit(r: GuardReading) -> bool:
-        return note is not None or r.ppl_increase_pct <= s.ppl_limit_pct
+        return within_utility_limit(r, s.ppl_limit_pct, note)
 
     start_state = weights.snapshot(unwrapped)
     kept, best_state = first, start_state

@@ -135,8 +135,6 @@ class GradientMethod(Method):
             f"- Trained: {trained}, {result.steps} steps, lr {o.lr:g}, KL weight {o.kl_weight:g}",
             f"- Stopped: {result.stop_reason}",
         ]
-        if result.guard_note:
-            lines.append(f"- Utility guard: {result.guard_note}")
         if result.kept and result.readings:
             first, kept = result.readings[0], result.kept
             lines.append(

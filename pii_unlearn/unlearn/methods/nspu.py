@@ -286,7 +286,7 @@ class NeuroSemanticProjector(Method):
         device: str,
         progress: ReadingCallback | None = None,
     ) -> EditResult:
-        from pii_unlearn.unlearn.loop import kept_perplexity
+        from pii_unlearn.unlearn.loop import guard_note, kept_perplexity, within_utility_limit
 
         o = self.options
         start = time.perf_counter()
@@ -294,10 +294,12 @@ class NeuroSemanticProjector(Method):
         pad = padding_id(tokenizer)
         guard: list[Any] = []
         readings: list[GuardReading] = []
+        note: str | None = None
         if o.measure_utility:
             _, guard = retain.examples(model, tokenizer, o, seed)
             first = GuardReading(0, math.nan, kept_perplexity(model, guard, pad, device), 0.0)
             readings.append(first)
+            note = guard_note(first.ppl, len(tokenizer))
             if progress:
                 progress(first)
         core = nspu_core(model, tokenizer, texts, o, seed=seed)
@@ -310,7 +312,7 @@ class NeuroSemanticProjector(Method):
             readings.append(after)
             if progress:
                 progress(after)
-            if inc > o.ppl_limit_pct:
+            if not within_utility_limit(after, o.ppl_limit_pct, note):
                 stop_reason = "utility_limit"
         fit = core.fit
         details = {
@@ -337,6 +339,7 @@ class NeuroSemanticProjector(Method):
             seconds=time.perf_counter() - start,
             forget_count=len(texts),
             details=details,
+            guard_note=note,
         )
 
     def card_lines(self, result: EditResult) -> list[str]:

@@ -121,7 +121,7 @@ class Sani(GradientMethod):
         device: str,
         progress: ReadingCallback | None = None,
     ) -> EditResult:
-        from pii_unlearn.unlearn.loop import kept_perplexity, pii_probability, run_loop
+        from pii_unlearn.unlearn.loop import kept_perplexity, pii_probability, run_loop, within_utility_limit
 
         o = self.options
         start = time.perf_counter()
@@ -168,7 +168,7 @@ class Sani(GradientMethod):
         result.seconds = time.perf_counter() - start
         result.forget_count = len(examples)
         kept = result.kept
-        within = bool(kept is not None and kept.ppl_increase_pct <= o.ppl_limit_pct)
+        within = kept is not None and within_utility_limit(kept, o.ppl_limit_pct, result.guard_note)
         if not within:
             # The repair never brought held-out perplexity back within the limit: say so.
             result.stop_reason = f"{result.stop_reason}, over_utility_limit"
