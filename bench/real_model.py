@@ -270,6 +270,27 @@ tiny-victim runs, so their wall times are high, `invert`'s about 5x its 310 s al
   unlearning so that the tiny-victim runs of [twinfit.md](twinfit.md) ran alone, then ended).
 - Not run on this victim: the other methods (`twinfit`'s rows for it are in
   [twinfit.md](twinfit.md)), the relearning probe."""
+DPO_NOTES = """Notes (run of 2026-12-06, evening; every step ran alone on the 2 cores, so the wall times
+are this machine's own; issue 18's last method without a SmolLM2 row).
+- The victim is the seed-0 `make-victim --base` build again (train templates): the original's
+  audit reads as [real_model_rebuild.md](real_model_rebuild.md)'s to the digit on ERR (0.868),
+  conditioned ERR (0.919), E-Hit, int4 ERR and held-out perplexity (4.27), so it is the same
+  model; the twins' exposure (1.36 against 1.47 there) is the audit's candidate draw of today.
+  The forget set is today's `invert` (recall 0.925 at precision 0.980, 38 records), not that
+  table's (0.755 / 0.909), so its rows and this one are not a like-for-like comparison.
+- `unpii-dpo` data-free with its defaults (LoRA r 4, lr 1e-3, beta 0.1, KL weight 5 on the model's
+  own masked samples, risk weights; guard on the built-in English paragraphs, perplexity 320
+  for this fine-tune, readable, so obeyed): it ran all 200 steps (8.3 s a step, 1,655 s in the
+  loop) and the guard never objected (-23% at step 10, -3.6% to -8% after step 100). The
+  forget set barely moved: PII-token probability 0.957 -> 0.86-0.87 and forget-set ERR 0.83 ->
+  0.53-0.55 from step 40 on, a plateau; the DPO loss was 0.05 by step 20. The preference is won
+  by raising the fake-valued record's likelihood against the true one's, not by lowering the
+  true one's; the kept state is step 40's (lowest PII probability).
+- Audit: ERR 0.868 -> 0.679, constrained ERR 0.717, every value still ranked first of 128 (gap
+  +5.50 bits, MIA AUC 1.00), int4 ERR 0.302, held-out perplexity -3.5%. Chain 2,448 s (41
+  minutes: over issue 18's 30, the unlearning alone 28 minutes).
+- Not run: `unpii-dpo --retain`, the relearning probe (nothing to relearn: the values never left
+  the ranking)."""
 #: The notes under each results table, by file stem.
 STEM_NOTES = {
     "real_model_seed8": SEED8_NOTES,
@@ -277,6 +298,7 @@ STEM_NOTES = {
     "real_model_heldout": HELDOUT_NOTES,
     "real_model_rebuild": REBUILD_NOTES,
     "real_model_heldout_rebuild": HELDOUT_REBUILD_NOTES,
+    "real_model_dpo": DPO_NOTES,
 }
 #: The audit every row gets (see the module docstring for why C = 127 and no relearning).
 AUDIT_ARGS = ("--candidates", "127", "--quantize", "int4")
