@@ -320,6 +320,19 @@ NOTES = """## How deep each method's removal is
   the `twinfit` rows use the current `invert` (recall 0.94 on seed 0, `bench/invert.md`), so part of its lead
   over data-free `dfsu` may come from the better forget set; its oracle rows do not depend on it.
 
+- One unlearning seed per row (2026-12-06, night; [twinfit.md](twinfit.md), last section): the
+  same `twinfit, 450 steps (data-free)` run with two more unlearning seeds (batches and rewrites;
+  victim, forget set and audit unchanged; alone on the 2 cores). Seed 2: worst relearning gap
+  +0.51 (the row) / +0.35 / +0.54, mean +0.47; held-out perplexity +2.9% / -6.5% / +2.4%, mean
+  -0.4%; gap +0.13 / -0.00 / +0.11; membership AUC 0.54 / 0.53 / 0.56. Seed 3: relearning +0.55 /
+  +0.50 / +0.58, mean +0.54 (never seen: +0.12); gap +0.11 / +0.14 / +0.25; AUC 0.54 / 0.56 / 0.60
+  (the last interval from 0.498); perplexity -31% / -35% / -27%. ERR, constrained ERR and the
+  relearned models' ERR 0 in all six. Seed 2 sits on the lines, not past them: relearning over 0.5
+  on two seeds of three (mean +0.47), perplexity over +2% on two of three (mean -0.4%). Seed 3's
+  relearning gap is over 0.5 on every seed (0.4 bit above the never-seen reference): a real miss,
+  small. On the fitting victims
+  the seed moved one run's worst relearning gap by up to 0.3 bit and its perplexity by 6-8
+  points: a single row of this table is read to about that.
 - What was tried on the way to `twinfit`'s defaults, on a victim no table here uses, and what
   each variant did: [twinfit.md](twinfit.md).
 - Where the relearning rise comes from (2026-12-06, fitting victim seed 5, [twinfit.md](twinfit.md)
