@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 
 import pytest
 import typer
@@ -37,6 +38,18 @@ def tiny_app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     def gate() -> None:
         raise typer.Exit(1)
 
+    @wrap
+    def ctrl_c_in_a_finalizer() -> None:
+        class Dying:
+            def __del__(self) -> None:
+                raise KeyboardInterrupt  # what a SIGINT landing inside a library's __del__ does
+
+        Dying()
+        deadline = time.monotonic() + 5  # the interrupt must stop the run in this work, not be lost
+        while time.monotonic() < deadline:
+            sum(range(100))
+        raise AssertionError("the interrupt was lost")
+
     return tiny
 
 
@@ -63,6 +76,13 @@ def test_input_error_gate_and_usage_codes(tiny_app, capsys) -> None:
     assert run(["nope"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert len(_lines(err)) == 1 and "No such command" in err and "╭" not in err
+
+
+def test_ctrl_c_inside_a_finalizer_stops_the_run_without_a_traceback(tiny_app, capsys) -> None:
+    """CI once saw "Exception ignored in ... KeyboardInterrupt" from a regex __del__, and the run went on."""
+    assert run(["ctrl_c_in_a_finalizer"]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception ignored" not in err and "interrupted" in err
 
 
 def test_real_app_usage_error_is_one_line(capsys) -> None:

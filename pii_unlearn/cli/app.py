@@ -7,10 +7,11 @@ library becomes one line on stderr and exit code 2; nothing else is caught.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -142,6 +143,48 @@ def _root(
     """Root options."""
 
 
+#: How long after a Ctrl-C lost in a finalizer it is raised again (seconds): the finalizer has returned.
+INTERRUPT_REDELIVERY_S = 0.05
+
+
+@contextlib.contextmanager
+def interrupts_from_finalizers() -> Iterator[None]:
+    """Re-deliver a Ctrl-C that landed inside a finalizer, instead of printing it and losing it.
+
+    Python runs a SIGINT handler between any two bytecodes, so ``KeyboardInterrupt``
+    can be raised inside some library's ``__del__``, where it cannot propagate: the
+    interpreter prints an "Exception ignored in ..." traceback and goes on as if the
+    key had never been pressed. Inside this context such an interrupt is not printed;
+    a one-shot timer raises it again a moment later, once the finalizer has returned
+    (again and again, should it land in another one), so the run stops the usual way:
+    one line, exit 130. Other unraisable exceptions go to the hook that was there
+    before. Where timers and signals are not available (not the main thread, no
+    ``setitimer``), nothing is changed.
+    """
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous_hook = sys.unraisablehook
+    previous_alarm = signal.signal(signal.SIGALRM, signal.default_int_handler)
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            signal.setitimer(signal.ITIMER_REAL, INTERRUPT_REDELIVERY_S)
+        else:
+            previous_hook(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGALRM, previous_alarm)
+
+
 def _debug_requested(args: Sequence[str]) -> bool:
     """Whether ``--debug`` stands before the subcommand name."""
     for arg in args:
@@ -161,7 +204,8 @@ def run(args: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if args is None else args)
     try:
-        code = app(args=argv, prog_name="pii-unlearn", standalone_mode=False)
+        with interrupts_from_finalizers():
+            code = app(args=argv, prog_name="pii-unlearn", standalone_mode=False)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: nothing was written")
         return EXIT_INTERRUPTED
