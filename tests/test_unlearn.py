@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -459,6 +460,34 @@ def test_smoothing_takes_the_gradient_at_the_shifted_weights_and_puts_them_back(
     with pytest.raises(InputError, match="retain text"):
         options = GradientOptions(smoothing="relearn")
         smoothed_backward(lambda: _toy_loss(layer, x), params, _Backward(), options, torch.Generator())
+    # a step between smoothing_every's: the plain gradient, whatever the smoothing
+    layer.zero_grad(set_to_none=True)
+    options = GradientOptions(smoothing="relearn", smoothing_rho=0.1)
+    smoothed_backward(
+        lambda: _toy_loss(layer, x), params, _Backward(), options, torch.Generator(), smooth=False
+    )
+    assert all(torch.allclose(p.grad, g, rtol=1e-6, atol=1e-7) for p, g in zip(params, plain, strict=True))
+
+
+def test_smoothing_every_smooths_every_nth_step_only(
+    victim_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pii_unlearn.unlearn import loop
+
+    seen: list[bool] = []
+    real = loop.smoothed_backward
+
+    def spy(*args: Any, smooth: bool = True, **kwargs: Any) -> torch.Tensor:
+        seen.append(smooth)
+        return real(*args, smooth=smooth, **kwargs)
+
+    monkeypatch.setattr(loop, "smoothed_backward", spy)
+    records = read_records(victim_dir / PLANTED_FILE)[:4]
+    settings = {**FAST, "lr": 1e-3, "max_steps": 6, "eval_every": 6, "ppl_limit_pct": 1e9}
+    options = options_for("ga", None, {**settings, "smoothing": "rwp", "smoothing_every": 3})
+    loaded = _fresh(victim_dir)
+    unlearn_model(loaded.model, loaded.tokenizer, records, method="ga", options=options, threads=1)
+    assert seen == [False, False, True, False, False, True]
 
 
 @pytest.mark.parametrize("smoothing", ["rwp", "sam", "relearn"])

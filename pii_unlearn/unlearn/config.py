@@ -79,6 +79,12 @@ class GradientOptions(RetainOptions):
         description="shift size: rwp, noise std as a share of each weight tensor's RMS; sam, the L2 norm "
         "over all trainable weights; relearn, the step per weight",
     )
+    smoothing_every: int = Field(
+        1,
+        ge=1,
+        description="smooth every n-th step only (the others take the plain gradient): the extra "
+        "passes' cost divided by n",
+    )
     # retain term and per-sample weights
     kl_weight: float = Field(5.0, ge=0, description="weight of KL(original || model) on retain text")
     risk_weighting: bool = Field(False, description="multiply each sample's loss by (1 + PRI) (UnPII)")

@@ -247,6 +247,7 @@ def smoothed_backward(
     options: GradientOptions,
     generator: torch.Generator,
     attack: Callable[[], torch.Tensor] | None = None,
+    smooth: bool = True,
 ) -> torch.Tensor:
     """Backpropagate one step's loss (``compute`` runs the forward passes) and return it.
 
@@ -263,8 +264,10 @@ def smoothed_backward(
       step of ``smoothing_rho`` per weight down ``attack`` (the next-token loss on the
       step's retain text, the direction a fine-tuning attacker takes); three passes, the
       attack's on the retain batch only.
+
+    ``smooth`` false (the steps between ``smoothing_every``'s) takes the plain gradient.
     """
-    if options.smoothing == "none":
+    if options.smoothing == "none" or not smooth:
         loss = compute()
         accelerator.backward(loss)
         return loss
@@ -485,7 +488,15 @@ def run_loop(
                 retain = rb, ref
             optimizer.zero_grad(set_to_none=True)
             attack = partial(relearn_loss, retain[0]) if retain is not None else None
-            loss = smoothed_backward(partial(step_loss, batch, retain), params, accelerator, s, noise, attack)
+            loss = smoothed_backward(
+                partial(step_loss, batch, retain),
+                params,
+                accelerator,
+                s,
+                noise,
+                attack,
+                smooth=step % s.smoothing_every == 0,
+            )
             accelerator.clip_grad_norm_(params, s.grad_clip)
             optimizer.step()
             schedule.step()
