@@ -47,12 +47,18 @@ RUNS: tuple[tuple[str, str, str], ...] = (
     ("twinfit, relearn smoothing (data-free)", "twinfit", "free"),
     ("twinfit, 450 steps (data-free)", "twinfit", "free"),
     ("twinfit, 450 steps (oracle)", "twinfit", "oracle"),
+    ("twinfit, relearn smoothing every 3rd step (data-free)", "twinfit", "free"),
 )
 #: Rows that run a method with settings other than its defaults (``unlearn --set``).
 OVERRIDES: dict[str, dict[str, Any]] = {
     "twinfit, relearn smoothing (data-free)": {"smoothing": "relearn", "smoothing_rho": 0.005},
     "twinfit, 450 steps (data-free)": {"max_steps": 450},
     "twinfit, 450 steps (oracle)": {"max_steps": 450},
+    "twinfit, relearn smoothing every 3rd step (data-free)": {
+        "smoothing": "relearn",
+        "smoothing_rho": 0.0025,
+        "smoothing_every": 3,
+    },
 }
 #: The reference row: a victim of another seed (per template set; seeds no report uses: the fitting
 #: victims of ``bench/twinfit.md``) audited on this victim's planted records and held-out text.

@@ -175,3 +175,72 @@ def test_the_level_term_is_made_value_by_value(victim: Any) -> None:
         moved = [i for i in positions if float(grad[i]) != 0.0]
         assert moved
         assert all(float(grad[i]) * sign > 0 for i in moved)
+
+
+def test_whole_twins_replace_every_value_from_its_first_character() -> None:
+    record, sampler, rng = _record(), PlausibleCandidates(2), random.Random(5)
+    for _ in range(20):
+        text, learn = rewrite(record, sampler, rng, keep=0.0, whole=True)
+        assert len(learn) == len(record.spans)
+        for span, (start, _) in zip(sorted(record.spans, key=lambda s: s.start), learn, strict=True):
+            # the range starts at the first character that differs, and no true prefix is kept on purpose
+            assert text[span.start : span.end] != TEXT[span.start : span.end]
+            assert shape_of(text[span.start : span.end]) == shape_of(TEXT[span.start : span.end])
+            assert start == span.start + next(
+                i
+                for i, (a, b) in enumerate(
+                    zip(TEXT[span.start : span.end], text[span.start : span.end], strict=True)
+                )
+                if a != b
+            )
+
+
+def test_the_twins_attack_is_the_next_token_loss_on_records_with_other_values(victim: Any) -> None:
+    """relearn_attack=twins: the attacker's loss is on the batch's records with every value a whole
+    twin (never a true value); retain (the default): None, so the loop takes its retain text."""
+    tok = victim.tokenizer
+    assert TwinFit(TwinFit.Options()).attack_loss({}, lambda i, a: None) is None
+    method = TwinFit(TwinFit.Options(relearn_attack="twins"))
+    examples = method.examples([_record()], tok, seed=0)
+    batch = collate(examples, 0, "cpu")
+    batch["index"] = torch.tensor([0.0])
+    seen: list[torch.Tensor] = []
+
+    def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        seen.append(ids)
+        return victim.model(input_ids=ids, attention_mask=mask).logits
+
+    loss = method.attack_loss(batch, forward)
+    assert loss is not None and math.isfinite(float(loss)) and float(loss) > 0
+    (ids,) = seen
+    text = tok.decode(ids[0], skip_special_tokens=True)
+    assert all(value not in text for value in ("Dana Whitfield", "512-48-9076", "(415) 555-0137"))
+    assert "Ticket 4471:" in text and ", SSN " in text
+
+
+def test_a_run_smoothed_against_the_twins_attack_trains_and_is_reproducible(victim_dir: Any) -> None:
+    from pii_unlearn.artifacts import read_records
+    from pii_unlearn.checkpoint import load_model
+    from pii_unlearn.synth.victim import PLANTED_FILE
+    from pii_unlearn.unlearn import options_for, unlearn_model
+
+    records = read_records(victim_dir / PLANTED_FILE)[:4]
+    base = {
+        "max_steps": 2,
+        "eval_every": 2,
+        "fakes": 8,
+        "rewrites": 1,
+        "smoothing": "relearn",
+        "retain_source": "builtin",
+        "guard_texts": 8,
+    }
+    runs = []
+    for attack in ("twins", "twins", "retain"):
+        loaded = load_model(victim_dir, device="cpu")
+        options = options_for("twinfit", None, {**base, "relearn_attack": attack})
+        model = unlearn_model(
+            loaded.model, loaded.tokenizer, records, method="twinfit", options=options, threads=1
+        ).model
+        runs.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
