@@ -406,19 +406,9 @@ def run_loop(
                 loss = loss + s.kl_weight * kl_to_reference(cur, ref, rb["keep"])
         return loss
 
-    def attack_loss(
-        batch: dict[str, torch.Tensor],
-        retain: tuple[dict[str, torch.Tensor], torch.Tensor | None] | None,
-    ) -> torch.Tensor:
-        """What a fine-tuning attacker descends: the method's own attack on ``batch`` if it has
-        one, else the next-token loss on the step's retain batch."""
+    def relearn_loss(rb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-token loss on a retain batch: what a fine-tuning attacker descends."""
         with accelerator.autocast():
-            own = method.attack_loss(batch, forward)
-            if own is not None:
-                return own
-            if retain is None:
-                raise InputError("smoothing=relearn needs retain text to take the attacker's step on")
-            rb = retain[0]
             return kept_nll(forward(rb["input_ids"], rb["attention_mask"]), rb["input_ids"], rb["keep"])
 
     def reading(step: int, loss: float | None, base_ppl: float) -> GuardReading:
@@ -497,7 +487,7 @@ def run_loop(
                         ref = reference.logits(rb["input_ids"], rb["attention_mask"])
                 retain = rb, ref
             optimizer.zero_grad(set_to_none=True)
-            attack = partial(attack_loss, batch, retain)
+            attack = partial(relearn_loss, retain[0]) if retain is not None else None
             loss = smoothed_backward(
                 partial(step_loss, batch, retain),
                 params,

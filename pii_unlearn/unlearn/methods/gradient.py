@@ -78,15 +78,6 @@ class GradientMethod(Method):
         """
         raise NotImplementedError
 
-    def attack_loss(self, batch: Batch, forward: Forward) -> torch.Tensor | None:
-        """The loss a fine-tuning attacker descends, for ``smoothing=relearn``'s step; ``None``
-        (the default): the next-token loss on the step's retain text.
-
-        A method that can build the attacker's own data from the forget batch (in-format
-        records with other values, say) returns its next-token loss here.
-        """
-        return None
-
     def forgotten(self, reading: GuardReading) -> bool:
         """Whether a reading meets either forgetting target."""
         o = self.options

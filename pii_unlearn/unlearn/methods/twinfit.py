@@ -56,7 +56,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -111,12 +111,6 @@ class TwinFitOptions(
         "rewrite's new characters pulled (smooth-L1, both ways) onto the rewrite's own NLL there, as the "
         "model scores it now",
     )
-    relearn_attack: Literal["retain", "twins"] = Field(
-        "retain",
-        description="with smoothing=relearn, the attacker's step: down the retain text's next-token "
-        "loss, or down the loss on the batch's records with every value a whole same-shape twin "
-        "(fine-tuning on in-format records with other values)",
-    )
 
 
 def splice(value: str, other: str, cut: int) -> str:
@@ -166,13 +160,12 @@ def soft_targets(
 
 
 def rewrite(
-    record: Record, sampler: PlausibleCandidates, rng: random.Random, keep: float, *, whole: bool = False
+    record: Record, sampler: PlausibleCandidates, rng: random.Random, keep: float
 ) -> tuple[str, list[tuple[int, int]]]:
     """``record``'s text with spliced twins, and the character ranges they changed.
 
     Each value is kept true with probability ``keep``; any other is spliced with a
-    plausible same-shape value at a random cut (0 included; always 0 with ``whole``:
-    the twin is a whole other value, as in an attacker's records). A range runs from the
+    plausible same-shape value at a random cut (0 included). A range runs from the
     twin's first new character to one past the value's end, so the token that
     follows the value (punctuation, a space) is learned after the twin too.
     """
@@ -185,7 +178,7 @@ def rewrite(
         drawn = sampler.draw(value, span.entity_type, 1, rng)
         if not drawn or len(drawn[0]) != len(value):
             continue
-        twin = splice(value, drawn[0], 0 if whole else rng.randrange(len(value)))
+        twin = splice(value, drawn[0], rng.randrange(len(value)))
         first = next((i for i, (a, b) in enumerate(zip(value, twin, strict=True)) if a != b), None)
         if first is None:
             continue
@@ -246,20 +239,6 @@ class TwinFit(GradientMethod):
             fit_twins, level = self._rewrite_losses(batch, forward, nll)
             loss = loss + o.delta * fit_twins + o.zeta * level
         return loss
-
-    def attack_loss(self, batch: Batch, forward: Forward) -> torch.Tensor | None:
-        """With ``relearn_attack=twins``: the next-token loss on the batch's records with every
-        value replaced by a whole same-shape twin (drawn afresh), the data of an attacker who
-        fine-tunes on in-format records; else the loop's retain text (``None``)."""
-        if self.options.relearn_attack != "twins":
-            return None
-        seqs = []
-        for idx in batch["index"].tolist():
-            text, _ = rewrite(self._records[int(idx)], self._sampler, self._rng, 0.0, whole=True)
-            seqs.append(encode(self._tokenizer, text)["input_ids"][:MAX_TRAIN_TOKENS])
-        ids, attn = pad_right(seqs, padding_id(self._tokenizer), batch["input_ids"].device)
-        nll = token_nll(forward(ids, attn), ids)
-        return weighted_mean(per_sequence_mean(nll, attn[:, 1:].float()), batch["weights"])
 
     def _target_fit(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Cross-entropy to the soft targets: per record the mean over its PII tokens, then the
