@@ -265,6 +265,18 @@ NOTES = """## How deep each method's removal is
   +0.25 / +0.15, membership AUC 0.61 / 0.59, int4 gap +0.31 / +0.26, held-out perplexity -4.1% /
   -1.7%: one run's figures move by about 0.1 bit with nothing but the thread count changed
   (float sums in another order), the size of the differences this table is read for.
+- `twinfit, relearn smoothing every 3rd step` (2026-12-06, night, alone on the 2 cores): the
+  defaults plus `smoothing=relearn`, `smoothing_rho=0.0025` (half the step of the row above that
+  smooths every step) and `smoothing_every=3` (the extra passes on one step in three, for the
+  time). Chosen on the fitting victims ([twinfit.md](twinfit.md), last section: worst relearning
+  gap +0.16 / +0.26 on victim 5 and +0.17 / +0.27 on victim 1 over two unlearning seeds each,
+  the defaults' +0.37 / +0.08 and +0.27 / +0.31). Seeds 2 / 3: ERR, constrained ERR and E-Hit 0;
+  gap -0.04 / +0.08; rank-1 0 / 0.5%; membership AUC 0.54 (0.46-0.63) / 0.56 (0.46-0.66); int4
+  gap +0.06 / +0.13; worst relearning gap +0.38 / +0.53, no value back (the defaults over three
+  unlearning seeds: +0.35 to +0.54, mean +0.47 / +0.50 to +0.58, mean +0.54); held-out
+  perplexity -7.9% / -30.4%; 152 / 213 s (the defaults 96-106 s that evening). Inside the
+  defaults' seed spread on both victims, seed 3 still over 0.5, at 1.5-2x the time: not the
+  default.
 - `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
   on these victims: a victim of another seed and the same templates (seed 1 for the train
   templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
