@@ -127,13 +127,13 @@ def _value_positions(victim: Any) -> list[list[int]]:
 
 
 def _level(
-    victim: Any, true_level: float, by_value: Sequence[float] = ()
+    victim: Any, true_level: float, by_value: Sequence[float] = (), margin: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
     """The level term on the test record with every true token at NLL ``true_level`` (or, value by
     value, ``by_value``), every rewrite token scored by uniform logits; its gradients on the true NLL
     and on the rewrites' logits."""
     tok = victim.tokenizer
-    method = TwinFit(TwinFit.Options(rewrites=3, keep=0.0))
+    method = TwinFit(TwinFit.Options(rewrites=3, keep=0.0, level_margin=margin))
     examples = method.examples([_record()], tok, seed=0)
     batch = collate(examples, 0, "cpu")
     batch["index"] = torch.tensor([0.0])
@@ -174,4 +174,14 @@ def test_the_level_term_is_made_value_by_value(victim: Any) -> None:
     for positions, sign in zip(_value_positions(victim), (-1.0, 1.0, -1.0), strict=True):
         moved = [i for i in positions if float(grad[i]) != 0.0]
         assert moved
+        assert all(float(grad[i]) * sign > 0 for i in moved)
+
+
+def test_the_level_margin_moves_the_target_above_the_twins(victim: Any) -> None:
+    """At 60 nats a token the true value is far less likely than its twins (uniform logits): level
+    with them, descent lowers its NLL; aimed far enough above them (a margin), it raises it."""
+    for margin, sign in ((0.0, 1.0), (10_000.0, -1.0)):
+        _, grad, _, near_pii = _level(victim, 60.0, margin=margin)
+        moved = torch.nonzero(grad).flatten().tolist()
+        assert moved and set(moved) <= set(near_pii)
         assert all(float(grad[i]) * sign > 0 for i in moved)

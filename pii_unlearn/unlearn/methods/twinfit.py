@@ -111,6 +111,11 @@ class TwinFitOptions(
         "rewrite's new characters pulled (smooth-L1, both ways) onto the rewrite's own NLL there, as the "
         "model scores it now",
     )
+    level_margin: float = Field(
+        0.0,
+        description="nats the level term aims each true value's NLL above its twin's (0: level with it; "
+        "a little above leaves room for what a fine-tuning attacker brings back)",
+    )
 
 
 def splice(value: str, other: str, cut: int) -> str:
@@ -325,7 +330,8 @@ class TwinFit(GradientMethod):
         seq = torch.tensor(level_seq, device=device)
         true_sum = (true_nll[level_row, : on_true.shape[1]] * on_true).sum(-1)
         twin_sum = (nll[seq, : on_twin.shape[1]] * on_twin).sum(-1).detach()
-        per_value = torch.nn.functional.smooth_l1_loss(true_sum, twin_sum, reduction="none")
+        target = twin_sum + self.options.level_margin
+        per_value = torch.nn.functional.smooth_l1_loss(true_sum, target, reduction="none")
         # summed over each rewrite's values, then the weighted mean over rewrites
         per_rewrite = torch.zeros(len(seqs), device=device).index_add(0, seq, per_value)
         return fit, weighted_mean(per_rewrite, w)
