@@ -48,6 +48,11 @@ another left far above (``bench/twinfit.md``). Per token the targets cannot say
 this: a value the tokenizer writes in fewer tokens ("+1 199 664 2917" in 7, its
 same-shape twins in 9-11) wins a ranking of whole values at the same per-token
 odds.
+
+The level term aims a little above the twin (``level_margin``, 0.5 nat by default), not
+level with it: a fine-tune on in-format text brings back part of the lean a run ends with
+(``bench/twinfit.md``: the rise under relearning follows the gap before it), so a run that
+ends half a nat below its twins lands near them after the attacker's steps.
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ class TwinFitOptions(
         "model scores it now",
     )
     level_margin: float = Field(
-        0.0,
+        0.5,
         description="nats the level term aims each true value's NLL above its twin's (0: level with it; "
         "a little above leaves room for what a fine-tuning attacker brings back)",
     )
