@@ -279,6 +279,19 @@ NOTES = """## How deep each method's removal is
   perplexity -7.9% / -30.4%; 152 / 213 s (the defaults 96-106 s that evening). Inside the
   defaults' seed spread on both victims, seed 3 still over 0.5, at 1.5-2x the time: not the
   default.
+- `twinfit, level margin 0.5` (2026-12-06, late night, alone on the 2 cores): the level term
+  aims each true value's NLL over its rewritten characters half a nat above its twin's instead
+  of level with it (`level_margin=0.5`), so that the rise a fine-tune brings back lands near
+  the twins. Chosen on the fitting victims ([twinfit.md](twinfit.md), last section: worst
+  relearning gap +0.19 / -0.15 on victim 5 and +0.16 / +0.23 on victim 1 over two unlearning
+  seeds each, against the defaults' +0.37 / +0.08 and +0.27 / +0.31; gap before relearning
+  -0.36 / -0.45 on victim 5), then measured here once. Seeds 2 / 3: ERR, constrained ERR and
+  E-Hit 0; gap -0.13 / -0.05; rank-1 0 / 0.5%; membership AUC 0.51 (0.42-0.60) / 0.52
+  (0.41-0.61); int4 gap -0.06 / +0.01; worst relearning gap +0.29 / +0.45, no value back
+  (the previous default over three unlearning seeds: +0.35 to +0.54 / +0.50 to +0.58);
+  held-out perplexity -0.1% / -34.3%; 102 / 119 s. Every target of issue 13 on both, the
+  first run under 0.5 after relearning on seed 3; **`twinfit`'s default since** (one unlearning
+  seed each here; the 90 s is the machine's: the previous default took 96-106 s that night).
 - `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
   on these victims: a victim of another seed and the same templates (seed 1 for the train
   templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
