@@ -118,6 +118,7 @@ class TwinFitOptions(
     )
     level_margin: float = Field(
         0.5,
+        ge=0,
         description="nats the level term aims each true value's NLL above its twin's (0: level with it; "
         "a little above leaves room for what a fine-tuning attacker brings back)",
     )
