@@ -290,8 +290,10 @@ NOTES = """## How deep each method's removal is
   (0.41-0.61); int4 gap -0.06 / +0.01; worst relearning gap +0.29 / +0.45, no value back
   (the previous default over three unlearning seeds: +0.35 to +0.54 / +0.50 to +0.58);
   held-out perplexity -0.1% / -34.3%; 102 / 119 s. Every target of issue 13 on both, the
-  first run under 0.5 after relearning on seed 3; **`twinfit`'s default since** (one unlearning
-  seed each here; the 90 s is the machine's: the previous default took 96-106 s that night).
+  first run under 0.5 after relearning on seed 3; **`twinfit`'s default since** (the 90 s is
+  the machine's: the previous default took 96-106 s that night). A second unlearning seed each
+  (twinfit.md, last section): worst relearning +0.31 / +0.38, gap -0.12 / -0.05, AUC 0.52 / 0.53,
+  perplexity -5.9% / -30.2%, ERR 0: every run of the four under 0.5 after relearning.
 - `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
   on these victims: a victim of another seed and the same templates (seed 1 for the train
   templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
