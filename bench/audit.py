@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import torch
+from machine import describe
 
 from pii_unlearn.audit import AuditSettings, run_audit
 from pii_unlearn.audit.figures import TARGETS
@@ -135,9 +133,8 @@ def render(rows: list[tuple[str, float, float, dict[str, Any]]], speed: dict[str
     lines = [
         "# audit benchmark",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs "
-        f"(1-minute load average before each run in the table), Python {sys.version.split()[0]}, "
-        f"torch {torch.__version__}; small models on CPU run on one torch thread, except the "
+        f"Machine: {describe('1-minute load average before each run in the table')}; "
+        "small models on CPU run on one torch thread, except the "
         f"exposure ranking, on the idle cores (`lm.batch_threads`). Date: {date.today()}.",
         "",
         "Demo victim (`make-victim` defaults: a tokenizer that never saw the planted values): 64 records, "

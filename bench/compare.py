@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import torch
+from machine import describe
 
 from pii_unlearn.audit.runner import run_audit
 from pii_unlearn.audit.settings import AuditSettings
@@ -89,6 +87,11 @@ FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("relearn gap", ("relearn_exposure_gap", "overall")),
     ("re-inversion", ("reinversion", "overall")),
     ("ppl", ("perplexity",)),
+)
+#: How the rows shared the cores (the machine line's words: the rows ran on different days).
+SHARING = (
+    "the rows of 2026-11-24 shared them: two victims side by side, one torch thread each; "
+    "those of 2026-12-06 and later ran alone"
 )
 #: The victims: (seed, template set). Held-out templates are phrasings no default of the tool was
 #: fitted on; their rows are reported apart from the train-template seeds'.
@@ -441,9 +444,7 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     lines = [
         "# Method comparison on the demo victim",
         "",
-        f"Machine: {platform.machine()}, 2 CPU cores (the rows of 2026-11-24 shared them: two victims "
-        f"side by side, one torch thread each; those of 2026-12-06 ran alone), "
-        f"Python {sys.version.split()[0]}, torch {torch.__version__}. Date: {date.today()}. "
+        f"Machine: {describe(SHARING)}. Date: {date.today()}. "
         "Each victim's seed is also the seed of its inversion, unlearning and audit.",
         "",
         "Each cell: mean ± half the range over the seeds. The audit runs on the planted records "

@@ -13,8 +13,6 @@ Run: ``.venv/bin/python bench/detect.py`` (writes ``bench/detect.md``; a few min
 
 from __future__ import annotations
 
-import os
-import platform
 import random
 import re
 import resource
@@ -27,6 +25,7 @@ from datetime import date
 from pathlib import Path
 
 from faker import Faker
+from machine import describe, load_average
 
 from pii_unlearn import entities as E
 from pii_unlearn.artifacts import Span, overlaps
@@ -332,7 +331,7 @@ def long_rows(nlp_model: str | None, sizes: tuple[int, ...] = LONG_SIZES) -> lis
 
 def long_section(results: dict[str, list[dict[str, float]]]) -> list[str]:
     """The markdown of the one-long-record section."""
-    load_avg = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    load = load_average()
     lines = [
         LONG_HEADER,
         "",
@@ -340,7 +339,8 @@ def long_section(results: dict[str, list[dict[str, float]]]) -> list[str]:
         "of five, about one span per 60 characters), analysed in 5 000-character windows "
         "that overlap by 1 000; times exclude loading the pipeline. CPU seconds are the "
         "figure to compare across runs on a shared machine (wall time grows with the load). "
-        f"Date: {date.today()}; load average at the end: {load_avg}. Target: 5 MB within 60 s on 2 cores.",
+        f"Date: {date.today()}; machine: {describe(load, when='at the end')}. "
+        "Target: 5 MB within 60 s on 2 cores.",
         "",
         "| pipeline | text size | wall (s) | CPU (s) | spans | peak RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -412,17 +412,15 @@ def main() -> None:
         md.write_text(_replace_section(md.read_text(), LONG_HEADER, long_section(long)))
         return
     data = eval_set(N_TEXTS, SEED)
-    load_avg = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    load = load_average()
     runs = {
         "pattern-only (blank spaCy)": run(BLANK_MODEL, data),
         f"NER ({DEFAULT_NLP_MODEL})": run(None, data),
     }
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
         "# detect benchmark",
         "",
-        f"Machine: {platform.machine()}, {cpus} CPU cores (shared with other jobs), "
-        f"Python {sys.version.split()[0]}. Date: {date.today()}.",
+        f"Machine: {describe(load)}. Date: {date.today()}.",
         "",
         f"Evaluation set: {N_TEXTS} one-sentence texts from this benchmark's own {len(TEMPLATES)} PII "
         f"templates and {len(BENIGN_TEMPLATES)} benign templates (one text in five benign, with "
@@ -434,7 +432,6 @@ def main() -> None:
         "",
         f"Throughput: one-sentence texts, best (and median) of {REPEATS} passes over the set, "
         "after a warm-up; load time of the first pipeline includes importing Presidio and spaCy. "
-        f"Load average when the run started: {load_avg}. "
         "Targets: >= 300 texts/s pattern-only, >= 100 texts/s NER.",
         "",
         "| pipeline | texts/s (best) | texts/s (median) | load (s) |",

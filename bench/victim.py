@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
 import shutil
 import statistics
 import string
-import sys
 import tempfile
 from dataclasses import asdict
 from datetime import date
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import describe, load_average
 
 from pii_unlearn.checkpoint import smollm2_gguf
 from pii_unlearn.synth.victim import (
@@ -220,6 +219,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     fresh: dict[str, Any] = {}
+    load = load_average()
     if args.part in ("tiny", "all"):
         fresh["tiny"] = run_tiny()
     if args.part in ("base", "all"):
@@ -228,10 +228,7 @@ def main() -> None:
         fresh["base-lora"] = run_base(True, args.budget)
     raw: dict[str, Any] = json.loads(RAW.read_text()) if RAW.exists() else {}
     raw.update(fresh)
-    raw["machine"] = (
-        f"{platform.machine()}, Python {sys.version.split()[0]}, torch {torch.__version__}, "
-        f"2 CPU cores shared with other jobs (wall times vary with the load; CPU seconds less so)"
-    )
+    raw["machine"] = describe(load) + " (wall times vary with the load; CPU seconds less so)"
     for part in fresh:
         raw.setdefault("dates", {})[part] = str(date.today())
     RAW.write_text(json.dumps(raw, indent=1) + "\n")
