@@ -47,6 +47,7 @@ RUNS: tuple[tuple[str, str, str], ...] = (
     ("twinfit, 450 steps (oracle)", "twinfit", "oracle"),
     ("twinfit, relearn smoothing every 3rd step (data-free)", "twinfit", "free"),
     ("twinfit, level margin 0.5 (data-free)", "twinfit", "free"),
+    ("twinfit, level margin 0.5 (oracle)", "twinfit", "oracle"),
 )
 #: Rows that run a method with settings other than its defaults (``unlearn --set``).
 OVERRIDES: dict[str, dict[str, Any]] = {
@@ -59,6 +60,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "smoothing_every": 3,
     },
     "twinfit, level margin 0.5 (data-free)": {"level_margin": 0.5},
+    "twinfit, level margin 0.5 (oracle)": {"level_margin": 0.5},
 }
 #: The reference row: a victim of another seed (per template set; seeds no report uses: the fitting
 #: victims of ``bench/twinfit.md``) audited on this victim's planted records and held-out text.
