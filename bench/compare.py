@@ -299,6 +299,15 @@ NOTES = """## How deep each method's removal is
   the machine's: the previous default took 96-106 s that night). A second unlearning seed each
   (twinfit.md, last section): worst relearning +0.31 / +0.38, gap -0.12 / -0.05, AUC 0.52 / 0.53,
   perplexity -5.9% / -30.2%, ERR 0: every run of the four under 0.5 after relearning.
+- Seed 0 with the level margin, and the oracle with it (2026-12-07, alone on the 2 cores; rows
+  `twinfit, level margin 0.5 (data-free)` / `(oracle)`): data-free ERR, constrained ERR and E-Hit
+  0, gap -0.10, rank-1 0, membership AUC 0.54 (0.45-0.63), int4 gap -0.03, worst relearning gap
+  +0.27 with no value back, held-out perplexity -17.4%, 128 s; oracle gap -0.21, AUC 0.48
+  (0.38-0.57), int4 -0.15, relearning +0.21, perplexity -3.6%, 121 s. Every depth target on seed
+  0 as on seeds 2 / 3; the data-free run within 0.11 bit of the oracle on the gap and 0.06 on
+  the relearning gap. The time is over the 90 s: the same 450-step run took 82 s on this victim
+  on 2026-12-06 (evening) and the SmolLM2 steps ran 1.3x slower today than then; the margin adds
+  no computation. The oracle with the margin on seeds 2 / 3 is not run.
 - `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
   on these victims: a victim of another seed and the same templates (seed 1 for the train
   templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
