@@ -16,7 +16,11 @@ from collections.abc import Sequence
 
 def load_average() -> tuple[float, float, float] | None:
     """The 1-, 5- and 15-minute load averages now, or None where the system has none."""
-    return tuple(round(x, 2) for x in os.getloadavg()) if hasattr(os, "getloadavg") else None  # type: ignore[return-value]
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):  # no such call on this platform, or no figure from it
+        return None
+    return round(one, 2), round(five, 2), round(fifteen, 2)
 
 
 def cores() -> int:
