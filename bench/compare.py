@@ -455,7 +455,8 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     lines = [
         "# Method comparison on the demo victim",
         "",
-        f"Machine: {describe(SHARING)}. Date: {date.today()}. "
+        f"Machine: {describe(SHARING)}. Page written {date.today()} from `compare_results/` (the notes "
+        "below give the date each row ran). "
         "Each victim's seed is also the seed of its inversion, unlearning and audit.",
         "",
         "Each cell: mean ± half the range over the seeds. The audit runs on the planted records "
