@@ -6,15 +6,19 @@ import json
 import random
 import statistics
 import string
+from datetime import datetime
 from pathlib import Path
 
+import faker.providers.date_time as faker_dates
 import pytest
 from typer.testing import CliRunner
 
+from pii_unlearn import entities as E
 from pii_unlearn.artifacts import read_records
 from pii_unlearn.cli import app
 from pii_unlearn.pii.anonymize import replace_spans
 from pii_unlearn.pii.fakes import fake_value, make_faker
+from pii_unlearn.pii.shapes import PlausibleCandidates
 from pii_unlearn.synth.fake import fill_template, template_slots
 from pii_unlearn.synth.victim import (
     CONTROL_FILE,
@@ -55,6 +59,27 @@ def test_fake_values_are_deterministic_per_seed() -> None:
     b = [fake_value(make_faker(3), t) for t in VICTIM_ENTITIES]
     c = [fake_value(make_faker(4), t) for t in VICTIM_ENTITIES]
     assert a == b and a != c
+
+
+def test_fake_values_and_candidates_are_the_same_on_any_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faker counts ages from today: no fake value, victim record or exposure candidate may."""
+
+    def draws() -> list[str]:
+        values = [fake_value(make_faker(3), t) for t in VICTIM_ENTITIES for _ in range(5)]
+        records = [r.text for r in planted_records(VictimConfig(records=12, seed=1))]
+        sampler, rng = PlausibleCandidates(5, pool_size=200), random.Random(5)
+        return values + records + sampler.draw("May 2, 1961", E.DATE_TIME, 20, rng)
+
+    today = draws()
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+            return datetime(2031, 6, 15, tzinfo=tz)
+
+    monkeypatch.setattr(faker_dates, "datetime", Later)
+    assert fake_value(make_faker(3), E.DATE_TIME)  # the patched clock is in use
+    assert draws() == today
 
 
 def test_planted_records_cover_eight_types_deterministically() -> None:

@@ -8,6 +8,7 @@ non-member twins and exposure candidates, and the demo victim all use it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, timedelta
 
 from faker import Faker
 
@@ -30,8 +31,22 @@ def _card(fake: Faker) -> str:
     return fake.credit_card_number(card_type=fake.random_element(["visa16", "mastercard"]))
 
 
+#: Dates of birth are drawn as Faker's ``date_of_birth(minimum_age=18, maximum_age=90)`` drew
+#: them on 2026-12-04, in a fixed window: Faker counts ages from today, so its own draws (and every
+#: draw after them from the same random stream) change with the calendar day, and a victim, a
+#: twin or an audit's candidates would not be the same from one day to the next for the same seed.
+BIRTH_WINDOW = (date(1935, 12, 4), date(2008, 12, 4))
+
+
+def birth_date(fake: Faker) -> date:
+    """A date of birth in :data:`BIRTH_WINDOW` (the same draw for the same stream on any day)."""
+    start, end = BIRTH_WINDOW
+    day = fake.date_time_ad(start_datetime=start, end_datetime=end).date()
+    return day if day != start else day + timedelta(days=1)
+
+
 def _dob(fake: Faker) -> str:
-    day = fake.date_of_birth(minimum_age=18, maximum_age=90)
+    day = birth_date(fake)
     return f"{day:%B} {day.day}, {day.year}"
 
 

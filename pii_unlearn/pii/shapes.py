@@ -23,7 +23,7 @@ from typing import Any
 from faker import Faker
 
 from pii_unlearn import entities as E
-from pii_unlearn.pii.fakes import fake_value, make_faker
+from pii_unlearn.pii.fakes import birth_date, fake_value, make_faker
 
 #: How many draws :func:`format_candidates` may spend per wanted candidate before giving up
 #: (a short value has few distinct variants: "7" has nine).
@@ -155,7 +155,7 @@ class PlausibleCandidates:
         if entity_type not in self._pools:
             fake = make_faker(self.seed + sum(map(ord, entity_type)))
             if entity_type == E.DATE_TIME:
-                days = [fake.date_of_birth(minimum_age=18, maximum_age=90) for _ in range(self.pool_size)]
+                days = [birth_date(fake) for _ in range(self.pool_size)]
                 values = [text for day in days for text in date_renderings(day)]
             elif entity_type == E.LOCATION:
                 values = [text for _ in range(self.pool_size) for text in address_renderings(fake)]

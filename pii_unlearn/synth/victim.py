@@ -39,7 +39,6 @@ import random
 import time
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from faker import Faker
 from pii_unlearn import entities as E
 from pii_unlearn.artifacts import DIR_MANIFEST_NAME, Manifest, Record, record_line
 from pii_unlearn.errors import InputError
-from pii_unlearn.pii.fakes import fake_value, make_faker
+from pii_unlearn.pii.fakes import birth_date, fake_value, make_faker
 from pii_unlearn.synth.fake import benign_text, fill_template, template_slots
 
 #: File names inside a victim checkpoint directory.
@@ -146,18 +145,12 @@ _FILLER_STREAM = 1
 _HELDOUT_STREAM = 2
 
 
-#: Dates of birth are drawn as Faker's ``date_of_birth(minimum_age=18, maximum_age=90)`` draws
-#: them on this day: Faker counts ages from today, so a victim built another day held other dates
-#: (and other weights: a 2-process test's tolerance failed on 2026-12-05 on the same code).
-_BIRTH_WINDOW = (date(1935, 12, 4), date(2008, 12, 4))
-
-
 def _date(fmt: str) -> Callable[[Faker], str]:
+    """A date of birth in the fixed window (:func:`~pii_unlearn.pii.fakes.birth_date`; a victim
+    built another day once held other dates, and other weights) written as ``fmt``."""
+
     def draw(fake: Faker) -> str:
-        start, end = _BIRTH_WINDOW
-        day = fake.date_time_ad(start_datetime=start, end_datetime=end).date()
-        day = day if day != start else day + timedelta(days=1)
-        return fmt.format(d=day)
+        return fmt.format(d=birth_date(fake))
 
     return draw
 
