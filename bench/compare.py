@@ -307,7 +307,22 @@ NOTES = """## How deep each method's removal is
   0 as on seeds 2 / 3; the data-free run within 0.11 bit of the oracle on the gap and 0.06 on
   the relearning gap. The time is over the 90 s: the same 450-step run took 82 s on this victim
   on 2026-12-06 (evening) and the SmolLM2 steps ran 1.3x slower today than then; the margin adds
-  no computation. The oracle with the margin on seeds 2 / 3 is not run.
+  no computation.
+- The oracle with the margin on seeds 2 / 3 (2026-12-07, morning, alone on the 2 cores; row
+  `twinfit, level margin 0.5 (oracle)`): ERR, constrained ERR and E-Hit 0; gap -0.26 / -0.22;
+  rank-1 0 / 0.5%; membership AUC 0.44 (0.34-0.54) / 0.55 (0.44-0.64); int4 gap -0.19 / -0.12;
+  worst relearning gap +0.16 / +0.40, no value back; held-out perplexity +3.4% / -18.8%; 116 /
+  110 s. The data-free runs (-0.13 / -0.05, relearning +0.29 / +0.45) sit 0.13 / 0.17 bit above
+  the oracle's gap and 0.13 / 0.05 above its relearning gap, on the null's side of it: on all
+  three victims the oracle is the deeper run by 0.1-0.2 bit, and both are within 0.5 bit of the
+  twins after relearning. Seed 2's oracle is over the +2% perplexity target (its data-free run
+  -0.1%). These two victims' `original` rows were measured again with them and read 0.1-0.2 bit
+  of twin exposure apart from the day before (seed 2: twins 1.49 -> 1.73 bits, gap 8.18 -> 7.95)
+  on the same weights: the audit drew its date candidates with Faker's `date_of_birth`, which
+  counts from today, so its candidates and twins changed with the calendar day (fixed after these
+  rows: dates of birth now come from one fixed window, `pii_unlearn.pii.fakes.birth_date`).
+  Rows of one victim that ran on different days (the notes date them) were audited against
+  different date candidates, a difference of this size.
 - `never seen` is what the issue's "indistinguishable from a value the model never saw" reads as
   on these victims: a victim of another seed and the same templates (seed 1 for the train
   templates, seed 5 for the held-out ones; both fitting victims no table reports), which never saw
