@@ -6,7 +6,8 @@ import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import torch
@@ -15,17 +16,20 @@ from typer.testing import CliRunner
 from pii_unlearn.artifacts import Record, read_records
 from pii_unlearn.checkpoint import load_model
 from pii_unlearn.cli import app
+from pii_unlearn.cli.app import out
+from pii_unlearn.cli.unlearn import print_result
 from pii_unlearn.errors import InputError
 from pii_unlearn.lm import generate
 from pii_unlearn.options import parse_set
 from pii_unlearn.pii.masks import token_mask
 from pii_unlearn.synth.victim import HELDOUT_FILE, PLANTED_FILE
-from pii_unlearn.unlearn import merged, options_for, run_unlearn, unlearn_model
+from pii_unlearn.unlearn import UnlearnResult, merged, options_for, run_unlearn, unlearn_model
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import collate, forget_examples
 from pii_unlearn.unlearn.loop import lr_schedule
 from pii_unlearn.unlearn.losses import kl_to_reference, masked_contrast, npo, token_nll
 from pii_unlearn.unlearn.methods import METHODS
+from pii_unlearn.unlearn.methods.base import EditResult, GuardReading
 
 FAST = {"retain_source": "builtin", "eval_every": 5, "guard_texts": 8}
 
@@ -193,7 +197,7 @@ def test_overshoot_at_the_first_reading_backs_off(victim_dir: Path) -> None:
     assert [a["lr"] for a in edit.attempts] == [5e-2, 2.5e-2]
     assert all(a["stop_reason"] == "utility_limit" and a["steps"] == 1 for a in edit.attempts)
     assert [r.attempt for r in edit.readings] == [0, 0, 1]
-    assert edit.kept is not None and edit.kept.step == 0
+    assert edit.kept is not None and edit.kept.step == 0 and edit.kept_start
     assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
     # one more try, at 1.25e-2 (measured: ERR 0 at -3.7% perplexity); a try within the limit ends it
     loaded = _fresh(victim_dir)
@@ -204,6 +208,7 @@ def test_overshoot_at_the_first_reading_backs_off(victim_dir: Path) -> None:
     assert edit.attempts[2]["lr"] == 1.25e-2 and edit.readings[-1].attempt == len(edit.attempts) - 1
     if edit.attempts[-1]["stop_reason"] != "utility_limit":
         assert edit.kept is not None and edit.kept.attempt == len(edit.attempts) - 1
+        assert not edit.kept_start
     # without backoff: one try
     loaded = _fresh(victim_dir)
     options = options_for("ga", None, {**fixed, "lr": 5e-2, "backoff": 0})
@@ -504,3 +509,22 @@ def test_a_smoothed_run_trains_and_is_reproducible(victim_dir: Path, smoothing: 
         runs.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_cli_says_when_nothing_was_unlearned(tmp_path: Path) -> None:
+    """A run whose every try overshot writes its starting weights: the CLI says so in one line."""
+    start = GuardReading(0, 0.9, 10.0, 0.0, None, 0.5)
+    over = GuardReading(5, 0.1, 12.0, 20.0, 1.0, 0.0)
+    method = cast(Any, SimpleNamespace(name="ga"))
+
+    def printed(edit: EditResult) -> str:
+        with out.capture() as captured:
+            print_result(tmp_path / "out", UnlearnResult(method=method, edit=edit))
+        return captured.get()
+
+    nothing = EditResult(model=None, stop_reason="utility_limit", steps=5, readings=[start, over], kept=start)
+    assert nothing.kept_start and "nothing unlearned" in printed(nothing)
+    later = EditResult(model=None, stop_reason="utility_limit", steps=5, readings=[start, over], kept=over)
+    assert not later.kept_start and "nothing unlearned" not in printed(later)
+    ran_out = EditResult(model=None, stop_reason="max_steps", steps=5, readings=[start, over], kept=start)
+    assert not ran_out.kept_start

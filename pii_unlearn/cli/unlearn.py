@@ -141,6 +141,11 @@ def print_result(path: Path, result: UnlearnResult) -> None:
     )
     if edit.guard_note:
         out.print(f"[yellow]utility guard:[/] {edit.guard_note}")
+    if edit.kept_start:
+        out.print(
+            "[yellow]nothing unlearned:[/] every reading after the start was over the utility limit, so "
+            "the checkpoint holds the weights the run started from"
+        )
     if edit.kept is not None and edit.readings:
         first, kept = edit.readings[0], edit.kept
         prob = (

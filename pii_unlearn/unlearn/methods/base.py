@@ -65,6 +65,17 @@ class EditResult:
     #: Why the utility guard could not measure utility and was not used to stop (None: it was).
     guard_note: str | None = None
 
+    @property
+    def kept_start(self) -> bool:
+        """Whether the loop stopped at the utility limit having kept the weights it started from
+        (every reading after the start over the limit, on every try): nothing was unlearned."""
+        return (
+            self.stop_reason == "utility_limit"
+            and len(self.readings) > 1
+            and self.kept is not None
+            and self.kept is self.readings[0]
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The run for a manifest (the model itself left out)."""
         return {

@@ -133,7 +133,12 @@ class GradientMethod(Method):
         trained = f"LoRA r{o.lora_r}, alpha {o.lora_alpha:g} (merged)" if o.lora else "all weights"
         lines = [
             f"- Trained: {trained}, {result.steps} steps, lr {o.lr:g}, KL weight {o.kl_weight:g}",
-            f"- Stopped: {result.stop_reason}",
+            f"- Stopped: {result.stop_reason}"
+            + (
+                " (every reading after the start over the utility limit: the starting weights kept)"
+                if result.kept_start
+                else ""
+            ),
         ]
         if result.kept and result.readings:
             first, kept = result.readings[0], result.kept
