@@ -134,6 +134,8 @@ def unlearn(
 
 def print_result(path: Path, result: UnlearnResult) -> None:
     """Where the new checkpoint went, how the method stopped, and what the guards read."""
+    from pii_unlearn.unlearn.methods.base import KEPT_START_NOTE
+
     edit = result.edit
     out.print(
         f"wrote [bold]{path}[/] with {result.method.name}: {edit.forget_count} forget records, "
@@ -142,10 +144,7 @@ def print_result(path: Path, result: UnlearnResult) -> None:
     if edit.guard_note:
         out.print(f"[yellow]utility guard:[/] {edit.guard_note}")
     if edit.kept_start:
-        out.print(
-            "[yellow]nothing unlearned:[/] every reading after the start was over the utility limit, so "
-            "the checkpoint holds the weights the run started from"
-        )
+        out.print(f"[yellow]{KEPT_START_NOTE}[/]", highlight=False)
     if edit.kept is not None and edit.readings:
         first, kept = edit.readings[0], edit.kept
         prob = (

@@ -41,6 +41,13 @@ class GuardReading:
 ReadingCallback = Callable[[GuardReading], None]
 
 
+#: What ``unlearn`` says (its output and the model card) when :attr:`EditResult.kept_start`.
+KEPT_START_NOTE = (
+    "nothing unlearned: every reading after the start was over the utility limit, so the checkpoint "
+    "holds the weights the run started from"
+)
+
+
 @dataclass
 class EditResult:
     """The edited model and what the method did.

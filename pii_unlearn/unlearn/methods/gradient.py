@@ -17,7 +17,13 @@ from pii_unlearn.artifacts import Record
 from pii_unlearn.extraction import extraction_targets
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample, RetainData, forget_examples
-from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, Method, ReadingCallback
+from pii_unlearn.unlearn.methods.base import (
+    KEPT_START_NOTE,
+    EditResult,
+    GuardReading,
+    Method,
+    ReadingCallback,
+)
 
 #: Tensors of one batch of forget examples (see :func:`pii_unlearn.unlearn.data.collate`).
 Batch = dict[str, torch.Tensor]
@@ -133,12 +139,7 @@ class GradientMethod(Method):
         trained = f"LoRA r{o.lora_r}, alpha {o.lora_alpha:g} (merged)" if o.lora else "all weights"
         lines = [
             f"- Trained: {trained}, {result.steps} steps, lr {o.lr:g}, KL weight {o.kl_weight:g}",
-            f"- Stopped: {result.stop_reason}"
-            + (
-                " (every reading after the start over the utility limit: the starting weights kept)"
-                if result.kept_start
-                else ""
-            ),
+            f"- Stopped: {result.stop_reason}" + (f" ({KEPT_START_NOTE})" if result.kept_start else ""),
         ]
         if result.kept and result.readings:
             first, kept = result.readings[0], result.kept
