@@ -300,6 +300,26 @@ def test_right_padded_batches_run_without_the_mask_and_give_the_same_logits(vict
     assert causal_mask(left) is left
 
 
+def test_batched_encoding_and_padding_match_the_one_text_forms(victim) -> None:
+    from pii_unlearn.lm import encode, encode_many, pad_left, pad_right
+
+    tok = victim.tokenizer
+    texts = ["Call Dana on 415 555 0137 today.", "", "Hello there."]
+    for offsets in (False, True):
+        assert encode_many(tok, texts, with_offsets=offsets) == [
+            encode(tok, t, with_offsets=offsets) for t in texts
+        ]
+    assert encode_many(tok, []) == []
+    seqs = [[5, 6, 7], [], [8]]
+    ids, mask = pad_right(seqs, 0, "cpu")
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 0], [8, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 0], [1, 0, 0]]
+    ids, mask = pad_left(seqs, 9, "cpu")
+    assert ids.tolist() == [[5, 6, 7], [9, 9, 9], [9, 9, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 0], [0, 0, 1]]
+    assert ids.dtype == mask.dtype == torch.long
+
+
 def test_generated_retain_is_data_free_and_masks_pii(victim, victim_dir: Path) -> None:
     from pii_unlearn.unlearn.data import generated_retain
 

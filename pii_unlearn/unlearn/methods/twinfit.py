@@ -67,7 +67,7 @@ import torch
 from pydantic import Field
 
 from pii_unlearn.artifacts import Record
-from pii_unlearn.lm import encode, pad_right, padding_id
+from pii_unlearn.lm import encode, encode_many, pad_right, padding_id
 from pii_unlearn.options import with_defaults
 from pii_unlearn.pii.masks import offsets_mask, overlapping_tokens
 from pii_unlearn.pii.shapes import PlausibleCandidates
@@ -295,28 +295,30 @@ class TwinFit(GradientMethod):
         level_row: list[int] = []
         level_twin: list[list[int]] = []
         level_true: list[list[int]] = []
+        drafts: list[tuple[int, int, float, str, list[dict[str, int]]]] = []
         for row, (idx, w) in enumerate(zip(batch["index"].tolist(), batch["weights"].tolist(), strict=True)):
             record = self._records[int(idx)]
             for _ in range(self.options.rewrites):
                 text, learn = rewrite(record, self._sampler, self._rng, self.options.keep)
-                if not learn:
-                    continue
-                ranges = [{"start": a, "end": b} for a, b in learn]
-                enc = encode(self._tokenizer, text, with_offsets=True)
-                ids, offsets = enc["input_ids"], enc["offset_mapping"]
-                mask = offsets_mask(offsets, ranges)
-                # a causal model scores the learned tokens from what precedes them: stop there
-                end = min(MAX_TRAIN_TOKENS, 1 + max((i for i, m in enumerate(mask) if m), default=len(ids)))
-                if self.options.zeta > 0:
-                    width = true_nll.shape[1] + 1
-                    for r in ranges:
-                        level_seq.append(len(seqs))
-                        level_row.append(row)
-                        level_twin.append(offsets_mask(offsets, [r])[:end])
-                        level_true.append(offsets_mask(self._offsets[int(idx)], [r])[:width])
-                seqs.append(ids[:end])
-                masks.append(mask[:end])
-                weights.append(w)
+                if learn:
+                    drafts.append((row, int(idx), w, text, [{"start": a, "end": b} for a, b in learn]))
+        # the step's rewrites in one tokenizer call
+        encoded = encode_many(self._tokenizer, [d[3] for d in drafts], with_offsets=True)
+        for (row, idx, w, _, ranges), enc in zip(drafts, encoded, strict=True):
+            ids, offsets = enc["input_ids"], enc["offset_mapping"]
+            mask = offsets_mask(offsets, ranges)
+            # a causal model scores the learned tokens from what precedes them: stop there
+            end = min(MAX_TRAIN_TOKENS, 1 + max((i for i, m in enumerate(mask) if m), default=len(ids)))
+            if self.options.zeta > 0:
+                width = true_nll.shape[1] + 1
+                for r in ranges:
+                    level_seq.append(len(seqs))
+                    level_row.append(row)
+                    level_twin.append(offsets_mask(offsets, [r])[:end])
+                    level_true.append(offsets_mask(self._offsets[idx], [r])[:width])
+            seqs.append(ids[:end])
+            masks.append(mask[:end])
+            weights.append(w)
         device = batch["input_ids"].device
         zero = torch.zeros((), device=device)
         if not seqs:
