@@ -31,7 +31,7 @@ from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainExample, collate, collate_retain
 from pii_unlearn.unlearn.engines import check_engine, weights_for
 from pii_unlearn.unlearn.losses import kept_nll, kl_to_reference, sequence_logprob, target_masks, token_nll
-from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback
+from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback, Stop
 
 if TYPE_CHECKING:
     from pii_unlearn.unlearn.methods.gradient import GradientMethod
@@ -443,7 +443,7 @@ def run_loop(
     kept_within = first_within = within_limit(first)
     if progress:
         progress(first)
-    stop_reason = "max_steps"
+    stop_reason = Stop.MAX_STEPS
     rng = random.Random(seed)
     noise = torch.Generator().manual_seed(seed)  # the rwp smoothing's draws
     order: list[int] = []
@@ -454,8 +454,8 @@ def run_loop(
     attempts: list[dict[str, Any]] = []
     model.train()
     if forgotten(first):
-        stop_reason = "already_below_target"
-    tries = 0 if stop_reason == "already_below_target" else s.backoff + 1
+        stop_reason = Stop.ALREADY_FORGOTTEN
+    tries = 0 if stop_reason == Stop.ALREADY_FORGOTTEN else s.backoff + 1
     for attempt in range(tries):
         if attempt:  # the last try overshot at its first reading: start again, slower
             weights.restore(unwrapped, start_state)
@@ -464,7 +464,7 @@ def run_loop(
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] = lr
             schedule = lr_schedule(optimizer, s)
-        stop_reason, read_before = "max_steps", len(readings)
+        stop_reason, read_before = Stop.MAX_STEPS, len(readings)
         for step in range(1, s.max_steps + 1):
             if len(order) < s.batch_size * world:
                 order.extend(rng.sample(range(len(forget)), len(forget)))
@@ -511,14 +511,14 @@ def run_loop(
             if (within and not kept_within) or (within == kept_within and method.better(r, kept)):
                 kept, best_state, kept_within = r, weights.snapshot(unwrapped), within
             if not within and method.stops_at_utility_limit:
-                stop_reason = "utility_limit"
+                stop_reason = Stop.UTILITY_LIMIT
                 break
             if forgotten(r):
-                stop_reason = "forgot"
+                stop_reason = Stop.FORGOT
                 break
         attempts.append({"lr": lr, "steps": step, "stop_reason": stop_reason})
         # overshot: stopped at the utility limit by this try's first reading, from a start within it
-        overshot = first_within and stop_reason == "utility_limit" and len(readings) == read_before + 1
+        overshot = first_within and stop_reason == Stop.UTILITY_LIMIT and len(readings) == read_before + 1
         if not overshot:
             break
     weights.restore(unwrapped, best_state)

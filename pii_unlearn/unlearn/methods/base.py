@@ -41,6 +41,16 @@ class GuardReading:
 ReadingCallback = Callable[[GuardReading], None]
 
 
+class Stop:
+    """Why a method stopped: the values of :attr:`EditResult.stop_reason` (manifests, the card)."""
+
+    MAX_STEPS = "max_steps"  #: ran every step it was given
+    UTILITY_LIMIT = "utility_limit"  #: a reading over the utility limit ended it
+    FORGOT = "forgot"  #: a reading met a forgetting target
+    ALREADY_FORGOTTEN = "already_below_target"  #: the first reading already met one: no step taken
+    PROJECTED = "projected"  #: NSPU's projection finished
+
+
 #: What ``unlearn`` says (its output and the model card) when :attr:`EditResult.kept_start`.
 KEPT_START_NOTE = (
     "nothing unlearned: every reading after the start was over the utility limit, so the checkpoint "
@@ -77,7 +87,7 @@ class EditResult:
         """Whether the loop stopped at the utility limit having kept the weights it started from
         (every reading after the start over the limit, on every try): nothing was unlearned."""
         return (
-            self.stop_reason == "utility_limit"
+            self.stop_reason == Stop.UTILITY_LIMIT
             and len(self.readings) > 1
             and self.kept is not None
             and self.kept is self.readings[0]

@@ -50,7 +50,7 @@ from pii_unlearn.unlearn.aligner import (
 )
 from pii_unlearn.unlearn.config import RetainOptions
 from pii_unlearn.unlearn.data import RetainData
-from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, Method, ReadingCallback, register
+from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, Method, ReadingCallback, Stop, register
 
 
 class NspuOptions(RetainOptions):
@@ -303,7 +303,7 @@ class NeuroSemanticProjector(Method):
             if progress:
                 progress(first)
         core = nspu_core(model, tokenizer, texts, o, seed=seed)
-        stop_reason = "projected"
+        stop_reason = Stop.PROJECTED
         if guard:
             ppl = kept_perplexity(model, guard, pad, device)
             base = readings[0].ppl
@@ -313,7 +313,7 @@ class NeuroSemanticProjector(Method):
             if progress:
                 progress(after)
             if not within_utility_limit(after, o.ppl_limit_pct, note):
-                stop_reason = "utility_limit"
+                stop_reason = Stop.UTILITY_LIMIT
         fit = core.fit
         details = {
             "k": core.subspace.rank,
