@@ -16,7 +16,14 @@ from pii_unlearn.pii.masks import token_mask
 from pii_unlearn.pii.shapes import PlausibleCandidates, shape_of
 from pii_unlearn.unlearn.data import collate
 from pii_unlearn.unlearn.methods.base import GuardReading
-from pii_unlearn.unlearn.methods.twinfit import TwinFit, rewrite, soft_targets, splice
+from pii_unlearn.unlearn.methods.twinfit import (
+    SoftTarget,
+    TwinFit,
+    rewrite,
+    soft_targets,
+    splice,
+    with_true_token,
+)
 
 TEXT = "Ticket 4471: Dana Whitfield, SSN 512-48-9076, phone (415) 555-0137."
 
@@ -74,6 +81,44 @@ def test_the_loss_is_lowest_at_the_targets(victim: Any) -> None:
     off = best.clone()
     off[0, :, :] = torch.randn_like(off[0]) * 3
     assert float(method.forget_loss(off, batch, lambda i, a: off)) > float(at_target)
+
+
+def test_a_true_token_no_fake_drew_joins_the_support_at_one_fakes_share() -> None:
+    target = SoftTarget(3, (7, 9), (0.75, 0.25))
+    assert with_true_token(target, 9, 3) is target
+    added = with_true_token(target, 5, 3)
+    assert added.token_ids == (7, 9, 5)
+    assert added.probs == pytest.approx((0.75 * 0.75, 0.25 * 0.75, 0.25))
+
+
+def test_a_support_scoped_target_fixes_shares_not_the_level(victim: Any) -> None:
+    """With ``target_scope="support"`` the cross-entropy reads only each target's shares among its own
+    tokens: its minimum (the targets' entropy) is reached with the support far below the rest of the
+    vocabulary, where the vocabulary-wide loss is far from its minimum, and a shift of the support's
+    logits changes nothing."""
+    tok = victim.tokenizer
+    losses = {}
+    for scope in ("vocab", "support"):
+        method = TwinFit(TwinFit.Options(alpha=0.0, rewrites=0, target_scope=scope))
+        examples = method.examples([_record()], tok, seed=0)
+        batch = collate(examples, 0, "cpu")
+        batch["index"] = torch.tensor([0.0])
+        targets = method._targets[0]
+        true_ids = examples[0].input_ids
+        if scope == "support":
+            assert all(true_ids[t.position] in t.token_ids for t in targets)
+        low = torch.zeros((1, len(true_ids), len(tok)))
+        for t in targets:
+            low[0, t.position - 1, list(t.token_ids)] = torch.tensor(t.probs).log() - 20.0
+        shifted = low.clone()
+        for t in targets:
+            shifted[0, t.position - 1, list(t.token_ids)] += 7.0
+        entropy = sum(-sum(p * math.log(p) for p in t.probs) for t in targets) / len(targets)
+        losses[scope] = [float(method.forget_loss(x, batch, lambda i, a, x=x: x)) for x in (low, shifted)]
+        if scope == "support":
+            assert losses[scope] == pytest.approx([entropy, entropy], abs=1e-3)
+        else:
+            assert min(losses[scope]) > entropy + 5.0
 
 
 def test_rewrites_keep_spans_in_place_and_learn_only_what_changed() -> None:

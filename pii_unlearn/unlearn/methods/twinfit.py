@@ -49,6 +49,14 @@ this: a value the tokenizer writes in fewer tokens ("+1 199 664 2917" in 7, its
 same-shape twins in 9-11) wins a ranking of whole values at the same per-token
 odds.
 
+The fakes' frequencies are a calibrated null only where the model spreads its mass as
+Faker does: over the ten digits it does. Over names it does not: 64 fakes give a name's first
+token a 1-in-30 target (3-4 nats) where a model that never saw the name gives it 10-14 nats
+(SmolLM2, ``bench/twinfit.md``), so the cross-entropy teaches a name position Faker's short
+list and the true name stays above its twins. ``target_scope="support"`` fixes only the
+target's shares *within* its support (the fakes' tokens, plus the true token at one fake's
+share when no fake put it there): how much mass names get in all is left to the model.
+
 The level term aims a little above the twin (``level_margin``, 0.5 nat by default), not
 level with it: a fine-tune on in-format text brings back part of the lean a run ends with
 (``bench/twinfit.md``: the rise under relearning follows the gap before it), so a run that
@@ -61,7 +69,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -116,6 +124,12 @@ class TwinFitOptions(
         "rewrite's new characters pulled (smooth-L1, both ways) onto the rewrite's own NLL there, as the "
         "model scores it now",
     )
+    target_scope: Literal["vocab", "support"] = Field(
+        "vocab",
+        description="what the targets fix: 'vocab', each PII token's probability over the whole vocabulary "
+        "(the fakes' frequencies); 'support', only its share among the fakes' tokens and the true one (the "
+        "model keeps its own level: a name's target then follows the model's spread over names, not Faker's)",
+    )
     level_margin: float = Field(
         0.5,
         ge=0,
@@ -139,12 +153,19 @@ class SoftTarget:
 
 
 def soft_targets(
-    record: Record, tokenizer: Any, sampler: PlausibleCandidates, rng: random.Random, fakes: int
+    record: Record,
+    tokenizer: Any,
+    sampler: PlausibleCandidates,
+    rng: random.Random,
+    fakes: int,
+    offsets: Sequence[tuple[int, int]] | None = None,
 ) -> list[SoftTarget]:
     """Per PII token of ``record`` (token positions as :func:`pii_unlearn.lm.encode` gives them),
-    the distribution of the token a never-seen same-shape value would put there."""
+    the distribution of the token a never-seen same-shape value would put there. ``offsets``: the
+    record's token offsets as ``encode`` gives them, when the caller has them already."""
     text = record.text
-    offsets = encode(tokenizer, text, with_offsets=True)["offset_mapping"]
+    if offsets is None:
+        offsets = encode(tokenizer, text, with_offsets=True)["offset_mapping"]
     out: dict[int, SoftTarget] = {}
     for span in sorted(record.spans, key=lambda s: s.start):
         value = text[span.start : span.end]
@@ -168,6 +189,19 @@ def soft_targets(
             ids, probs = zip(*((t, c / total) for t, c in counts.most_common()), strict=True)
             out[i] = SoftTarget(i, tuple(ids), tuple(probs))
     return [out[i] for i in sorted(out)]
+
+
+def with_true_token(target: SoftTarget, true_id: int, fakes: int) -> SoftTarget:
+    """``target`` with ``true_id`` in its support: unchanged when a fake put it there, else at the share
+    one more fake would give it (1 in ``fakes`` + 1), the others scaled down to make room."""
+    if true_id in target.token_ids:
+        return target
+    scale = fakes / (fakes + 1)
+    return SoftTarget(
+        target.position,
+        (*target.token_ids, true_id),
+        (*(p * scale for p in target.probs), 1.0 - scale),
+    )
 
 
 def rewrite(
@@ -219,18 +253,25 @@ class TwinFit(GradientMethod):
         by_id = {rec.id: rec for rec in records if rec.spans}
         self._tokenizer, self._sampler, self._rng = tokenizer, sampler, random.Random(seed + 1)
         self._records = [by_id[e.record_id] for e in examples]
-        # each true record's token offsets, for the level term's masks (tokenised once, not per step)
+        # each true record's token offsets, for its targets and the level term's masks (tokenised
+        # once, not per step)
         self._offsets = [
-            encode(tokenizer, rec.text, with_offsets=True)["offset_mapping"] for rec in self._records
+            enc["offset_mapping"]
+            for enc in encode_many(tokenizer, [rec.text for rec in self._records], with_offsets=True)
         ]
         self._targets = [
             [
                 t
-                for t in soft_targets(by_id[e.record_id], tokenizer, sampler, rng, self.options.fakes)
+                for t in soft_targets(rec, tokenizer, sampler, rng, self.options.fakes, offsets)
                 if t.position < len(e.input_ids)
             ]
-            for e in examples
+            for rec, offsets, e in zip(self._records, self._offsets, examples, strict=True)
         ]
+        if self.options.target_scope == "support":
+            self._targets = [
+                [with_true_token(t, e.input_ids[t.position], self.options.fakes) for t in targets]
+                for targets, e in zip(self._targets, examples, strict=True)
+            ]
         return examples
 
     def prepare(
@@ -254,7 +295,9 @@ class TwinFit(GradientMethod):
     def _target_fit(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Cross-entropy to the soft targets: per record the mean over its PII tokens, then the
         weighted mean over the records that have any. One gather over the batch's PII rows of the
-        logits (a loop of per-token indexing made a full-size zero gradient per index)."""
+        logits (a loop of per-token indexing made a full-size zero gradient per index). The
+        log-probabilities are over the vocabulary, or (``target_scope="support"``) over each
+        target's own tokens."""
         rows: list[int] = []
         positions: list[int] = []
         entry_of: list[int] = []
@@ -271,9 +314,12 @@ class TwinFit(GradientMethod):
         device = logits.device
         if not rows:
             return logits.new_zeros((), dtype=torch.float32)
-        logp = torch.log_softmax(logits[rows, positions].float(), dim=-1)
         entries = torch.tensor(entry_of, device=device)
-        picked = logp[entries, torch.tensor(entry_token, device=device)]
+        tokens = torch.tensor(entry_token, device=device)
+        if self.options.target_scope == "support":
+            picked = _log_softmax_within(logits[rows, positions].float()[entries, tokens], entries, len(rows))
+        else:
+            picked = torch.log_softmax(logits[rows, positions].float(), dim=-1)[entries, tokens]
         ce = torch.zeros(len(rows), device=device).index_add(
             0, entries, -picked * torch.tensor(entry_prob, device=device)
         )
@@ -343,3 +389,14 @@ class TwinFit(GradientMethod):
         # summed over each rewrite's values, then the weighted mean over rewrites
         per_rewrite = torch.zeros(len(seqs), device=device).index_add(0, seq, per_value)
         return fit, weighted_mean(per_rewrite, w)
+
+
+def _log_softmax_within(values: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
+    """Each of ``values`` minus the log-sum-exp of its group's (``groups``: each value's group, of
+    ``count``): a log-softmax over each group alone."""
+    # the group's largest value, for stability only (it cancels, so it carries no gradient)
+    top = torch.full((count,), float("-inf"), device=values.device).scatter_reduce(
+        0, groups, values.detach(), reduce="amax"
+    )
+    summed = torch.zeros(count, device=values.device).index_add(0, groups, (values - top[groups]).exp())
+    return values - (top + summed.log())[groups]
