@@ -52,10 +52,11 @@ odds.
 The fakes' frequencies are a calibrated null only where the model spreads its mass as
 Faker does: over the ten digits it does. Over names it does not: 64 fakes give a name's first
 token a 1-in-30 target (3-4 nats) where a model that never saw the name gives it 10-14 nats
-(SmolLM2, ``bench/twinfit.md``), so the cross-entropy teaches a name position Faker's short
-list and the true name stays above its twins. ``target_scope="support"`` fixes only the
+(SmolLM2, ``bench/twinfit.md``), so the cross-entropy pulls a true name up towards Faker's
+frequency while the level term pulls it down. ``target_scope="support"`` fixes only the
 target's shares *within* its support (the fakes' tokens, plus the true token at one fake's
-share when no fake put it there): how much mass names get in all is left to the model.
+share when no fake put it there): how much mass names get in all is left to the model. Tried
+once on a SmolLM2 fitting victim, it was not better (``bench/twinfit.md``): not the default.
 
 The level term aims a little above the twin (``level_margin``, 0.5 nat by default), not
 level with it: a fine-tune on in-format text brings back part of the lean a run ends with
@@ -100,7 +101,7 @@ class TwinFitOptions(
         lora=False,
         max_steps=450,
         kl_weight=1.0,
-        # 10 guard readings in 450 steps: the same weights as every 25th, 3-10 s less (bench/twinfit.md)
+        # 10 guard readings in 450 steps: the same weights as every 25th, 2-10 s less (bench/twinfit.md)
         eval_every=50,
     )
 ):
