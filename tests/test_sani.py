@@ -18,6 +18,7 @@ from pii_unlearn.synth.victim import PLANTED_FILE
 from pii_unlearn.unlearn import unlearn_model
 from pii_unlearn.unlearn.data import ForgetExample, collate, forget_examples
 from pii_unlearn.unlearn.methods import get_method
+from pii_unlearn.unlearn.methods.base import Stop
 from pii_unlearn.unlearn.methods.sani import Sani, SaniOptions
 from pii_unlearn.unlearn.neurons import (
     attribution_scores,
@@ -268,7 +269,7 @@ def test_sani_guards_against_the_original_model_and_records_what_it_erased(victi
     assert result.edit.guard_note is not None and "uniform guess" in result.edit.guard_note
     within = result.edit.guard_note is not None or kept.ppl_increase_pct <= options.ppl_limit_pct
     assert d["within_utility_limit"] is within
-    assert ("over_utility_limit" in result.edit.stop_reason) is not within
+    assert (Stop.OVER_UTILITY_LIMIT in result.edit.stop_reason) is not within
     lines = "\n".join(result.method.card_lines(result.edit))
     assert "Erased: " in lines and "loss off on PII tokens" in lines and "vs original" in lines
 

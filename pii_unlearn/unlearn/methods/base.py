@@ -49,6 +49,8 @@ class Stop:
     FORGOT = "forgot"  #: a reading met a forgetting target
     ALREADY_FORGOTTEN = "already_below_target"  #: the first reading already met one: no step taken
     PROJECTED = "projected"  #: NSPU's projection finished
+    #: appended (after ", ") when a run ended over the utility limit it could not repair (SANI)
+    OVER_UTILITY_LIMIT = "over_utility_limit"
 
 
 #: What ``unlearn`` says (its output and the model card) when :attr:`EditResult.kept_start`.

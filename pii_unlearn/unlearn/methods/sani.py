@@ -36,7 +36,7 @@ from pii_unlearn.options import with_defaults
 from pii_unlearn.unlearn.config import GradientOptions
 from pii_unlearn.unlearn.data import ForgetExample, RetainData
 from pii_unlearn.unlearn.losses import non_pii_nll
-from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback, register
+from pii_unlearn.unlearn.methods.base import EditResult, GuardReading, ReadingCallback, Stop, register
 from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod
 from pii_unlearn.unlearn.neurons import (
     attribution_scores,
@@ -171,7 +171,7 @@ class Sani(GradientMethod):
         within = kept is not None and within_utility_limit(kept, o.ppl_limit_pct, result.guard_note)
         if not within:
             # The repair never brought held-out perplexity back within the limit: say so.
-            result.stop_reason = f"{result.stop_reason}, over_utility_limit"
+            result.stop_reason = f"{result.stop_reason}, {Stop.OVER_UTILITY_LIMIT}"
         result.details = {
             "select": o.select,
             "seed": seed,
