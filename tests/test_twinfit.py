@@ -22,6 +22,7 @@ from pii_unlearn.unlearn.methods.twinfit import (
     rewrite,
     soft_targets,
     splice,
+    twin_paths,
     with_true_token,
 )
 
@@ -193,7 +194,7 @@ def _level(
         seen.append(logits)
         return logits
 
-    _, level = method._rewrite_losses(batch, forward, true_nll)
+    _, level, _ = method._rewrite_losses(batch, forward, true_nll)
     level.backward()
     near_pii = sorted(set().union(*_value_positions(victim)))
     assert true_nll.grad is not None
@@ -230,3 +231,62 @@ def test_the_level_margin_moves_the_target_above_the_twins(victim: Any) -> None:
         moved = torch.nonzero(grad).flatten().tolist()
         assert moved and set(moved) <= set(near_pii)
         assert all(float(grad[i]) * sign > 0 for i in moved)
+
+
+def test_twin_paths_pair_the_tokens_a_changed_character_precedes() -> None:
+    """A value changed from character 5 on: its tokens starting after 5 are reached by a never-seen
+    path where the rewrite has a token starting at the same character; the token before the change
+    and one the rewrite splits differently are not."""
+    twin = [(0, 2), (2, 3), (3, 6), (6, 7), (7, 9), (9, 10), (10, 14), (14, 15)]
+    starts = [3, 6, 8, 9, 10]
+    assert twin_paths(twin, [(5, 15)], starts) == [(1, 3), (3, 5), (4, 6)]
+    assert twin_paths(twin, [(12, 15)], starts) == []
+
+
+def test_own_targets_are_the_models_distributions_on_the_twins_paths(victim: Any) -> None:
+    """With ``target_source="twins"`` a PII token a rewrite reaches by a never-seen path takes the
+    model's next-token distribution there as its target (no gradient into it); a value's first token
+    (no changed character before it) keeps the fakes' counts. The cross-entropy is lowest, the
+    targets' entropy, where the logits are the targets' log-probabilities."""
+    tok = victim.tokenizer
+    method = TwinFit(TwinFit.Options(alpha=0.0, rewrites=3, keep=0.0, target_source="twins"))
+    examples = method.examples([_record()], tok, seed=0)
+    batch = collate(examples, 0, "cpu")
+    batch["index"] = torch.tensor([0.0])
+    width = len(examples[0].input_ids)
+    gen = torch.Generator().manual_seed(0)
+    rewrite_logits: list[torch.Tensor] = []
+
+    def forward(ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        logits = (torch.randn(*ids.shape, len(tok), generator=gen) * 2).requires_grad_(True)
+        rewrite_logits.append(logits)
+        return logits
+
+    true_nll = torch.zeros((1, width - 1))
+    _, _, own = method._rewrite_losses(batch, forward, true_nll)
+    offsets = encode(tok, TEXT, with_offsets=True)["offset_mapping"]
+    firsts = {next(i for i, (a, b) in enumerate(offsets) if b > s.start) for s in _record().spans}
+    positions = {t.position for t in method._targets[0]}
+    assert own and {row for row, _ in own} == {0}
+    assert {p for _, p in own} <= positions - firsts
+    for probs in own.values():
+        assert not probs.requires_grad and float(probs.sum()) == pytest.approx(1.0, abs=1e-5)
+    best = torch.full((1, width, len(tok)), -30.0)
+    entropies = []
+    for t in method._targets[0]:
+        if (0, t.position) in own:
+            probs = own[0, t.position]
+            best[0, t.position - 1] = probs.log()
+            entropies.append(float(-(probs * probs.log()).sum()))
+        else:
+            best[0, t.position - 1, list(t.token_ids)] = torch.tensor(t.probs).log()
+            entropies.append(-sum(p * math.log(p) for p in t.probs))
+    at_target = method._target_fit(best, batch, own)
+    assert float(at_target) == pytest.approx(sum(entropies) / len(entropies), abs=1e-3)
+    assert float(method._target_fit(best + torch.randn_like(best), batch, own)) > float(at_target)
+    # the whole loss runs with them; without the rewrites' own NLL (delta) nothing trains the rewrites
+    method.options.delta = 0.0
+    logits = best.clone().requires_grad_(True)
+    method.forget_loss(logits, batch, forward).backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
+    assert all(t.grad is None or float(t.grad.abs().sum()) == 0.0 for t in rewrite_logits)

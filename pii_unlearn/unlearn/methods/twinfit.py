@@ -57,6 +57,12 @@ frequency while the level term pulls it down. ``target_scope="support"`` fixes o
 target's shares *within* its support (the fakes' tokens, plus the true token at one fake's
 share when no fake put it there): how much mass names get in all is left to the model. Tried
 once on a SmolLM2 fitting victim, it was not better (``bench/twinfit.md``): not the default.
+``target_source="twins"`` takes the null from the model instead of from Faker wherever it
+can: a PII token that one of the step's rewrites reaches by a never-seen path (a changed
+character of the value before the token's first character, and a rewrite token starting at
+that character) gets as its target the model's own next-token distribution on that path, read
+from the rewrite's forward pass (no gradient, no extra pass); the value's first token, whose
+context a twin shares, and tokens no rewrite reached this step keep the fakes' counts.
 
 The level term aims a little above the twin (``level_margin``, 0.5 nat by default), not
 level with it: a fine-tune on in-format text brings back part of the lean a run ends with
@@ -85,6 +91,10 @@ from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample
 from pii_unlearn.unlearn.losses import per_sequence_mean, target_masks, token_nll, weighted_mean
 from pii_unlearn.unlearn.methods.base import register
 from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod, example_index
+
+#: The model's own targets a step's rewrites give: per (batch row, true token position), a
+#: distribution over the vocabulary (``target_source="twins"``).
+OwnTargets = dict[tuple[int, int], torch.Tensor]
 
 #: Characters of the record after a value kept in each spliced continuation, so the last
 #: token of a value merges with what follows it as it does in the record.
@@ -132,6 +142,14 @@ class TwinFitOptions(
         description="what the targets fix: 'vocab', each PII token's probability over the whole vocabulary "
         "(the fakes' frequencies); 'support', only its share among the fakes' tokens and the true one (the "
         "model keeps its own level: a name's target then follows the model's spread over names, not Faker's)",
+    )
+    target_source: Literal["fakes", "twins"] = Field(
+        "fakes",
+        description="where a PII token's target comes from: 'fakes', the counts of the fakes' tokens there; "
+        "'twins', where one of the step's rewrites reaches the token's first character by a never-seen path "
+        "(a changed character before it, a rewrite token starting there), the model's own next-token "
+        "distribution on that path, no gradient (the null as this model scores a never-seen value), and the "
+        "fakes' counts at the other tokens",
     )
     level_margin: float = Field(
         0.5,
@@ -288,26 +306,35 @@ class TwinFit(GradientMethod):
         _, other = target_masks(batch)
         weights = batch["weights"]
         loss = o.alpha * weighted_mean(per_sequence_mean(nll, other), weights)
-        fit = self._target_fit(logits, batch)
-        loss = loss + o.gamma * fit
-        if o.rewrites and (o.delta > 0 or o.zeta > 0):
-            fit_twins, level = self._rewrite_losses(batch, forward, nll)
+        own: OwnTargets = {}
+        if o.rewrites and (o.delta > 0 or o.zeta > 0 or o.target_source == "twins"):
+            fit_twins, level, own = self._rewrite_losses(batch, forward, nll)
             loss = loss + o.delta * fit_twins + o.zeta * level
-        return loss
+        return loss + o.gamma * self._target_fit(logits, batch, own)
 
-    def _target_fit(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def _target_fit(self, logits: torch.Tensor, batch: Batch, own: OwnTargets | None = None) -> torch.Tensor:
         """Cross-entropy to the soft targets: per record the mean over its PII tokens, then the
         weighted mean over the records that have any. One gather over the batch's PII rows of the
         logits (a loop of per-token indexing made a full-size zero gradient per index). The
         log-probabilities are over the vocabulary, or (``target_scope="support"``) over each
-        target's own tokens."""
+        target's own tokens. A token in ``own`` (batch row, position) takes that distribution over
+        the vocabulary as its target instead of the fakes' counts."""
+        own = own or {}
         rows: list[int] = []
         positions: list[int] = []
         entry_of: list[int] = []
         entry_token: list[int] = []
         entry_prob: list[float] = []
+        own_rows: list[int] = []
+        own_positions: list[int] = []
+        own_probs: list[torch.Tensor] = []
         for b, idx in enumerate(batch["index"].tolist()):
             for t in self._targets[int(idx)]:
+                if (b, t.position) in own:
+                    own_rows.append(b)
+                    own_positions.append(t.position - 1)
+                    own_probs.append(own[b, t.position])
+                    continue
                 entry_of += [len(rows)] * len(t.token_ids)
                 entry_token += t.token_ids
                 entry_prob += t.probs
@@ -315,18 +342,23 @@ class TwinFit(GradientMethod):
                 positions.append(t.position - 1)
         weights = batch["weights"]
         device = logits.device
-        if not rows:
+        if not rows and not own_rows:
             return logits.new_zeros((), dtype=torch.float32)
-        entries = torch.tensor(entry_of, device=device)
-        tokens = torch.tensor(entry_token, device=device)
-        if self.options.target_scope == "support":
-            picked = _log_softmax_within(logits[rows, positions].float()[entries, tokens], entries, len(rows))
-        else:
-            picked = torch.log_softmax(logits[rows, positions].float(), dim=-1)[entries, tokens]
-        ce = torch.zeros(len(rows), device=device).index_add(
-            0, entries, -picked * torch.tensor(entry_prob, device=device)
-        )
-        row_index = torch.tensor(rows, device=device)
+        ce = torch.zeros(len(rows), device=device)
+        if rows:
+            entries = torch.tensor(entry_of, device=device)
+            tokens = torch.tensor(entry_token, device=device)
+            if self.options.target_scope == "support":
+                picked = _log_softmax_within(
+                    logits[rows, positions][entries, tokens].float(), entries, len(rows)
+                )
+            else:
+                picked = torch.log_softmax(logits[rows, positions].float(), dim=-1)[entries, tokens]
+            ce = ce.index_add(0, entries, -picked * torch.tensor(entry_prob, device=device))
+        if own_rows:
+            logp = torch.log_softmax(logits[own_rows, own_positions].float(), dim=-1)
+            ce = torch.cat([ce, -(torch.stack(own_probs) * logp).sum(-1)])
+        row_index = torch.tensor(rows + own_rows, device=device)
         per_seq = torch.zeros(len(weights), device=device).index_add(0, row_index, ce)
         counts = torch.zeros(len(weights), device=device).index_add(0, row_index, torch.ones_like(ce))
         # records without targets count for nothing (as in weighted_mean's ``present``)
@@ -334,16 +366,19 @@ class TwinFit(GradientMethod):
 
     def _rewrite_losses(
         self, batch: Batch, forward: Forward, true_nll: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """This step's rewrites of the batch's records: the mean NLL of their new tokens, and the
+    ) -> tuple[torch.Tensor, torch.Tensor, OwnTargets]:
+        """This step's rewrites of the batch's records: the mean NLL of their new tokens; the
         level term: per rewritten value, the true record's summed NLL over the characters the
-        rewrite changed against the rewrite's own there (summed over a rewrite's values)."""
+        rewrite changed against the rewrite's own there (summed over a rewrite's values); and,
+        with ``target_source="twins"``, the model's own targets the rewrites give (:func:`twin_paths`)."""
         seqs, masks, weights = [], [], []
         # one entry per rewritten value: its rewrite's sequence and batch row, its tokens in both
         level_seq: list[int] = []
         level_row: list[int] = []
         level_twin: list[list[int]] = []
         level_true: list[list[int]] = []
+        # with target_source "twins": (batch row, true token, rewrite sequence, rewrite token)
+        paths: list[tuple[int, int, int, int]] = []
         drafts: list[tuple[int, int, float, str, list[dict[str, int]]]] = []
         for row, (idx, w) in enumerate(zip(batch["index"].tolist(), batch["weights"].tolist(), strict=True)):
             record = self._records[int(idx)]
@@ -365,22 +400,28 @@ class TwinFit(GradientMethod):
                     level_row.append(row)
                     level_twin.append(offsets_mask(offsets, [r])[:end])
                     level_true.append(offsets_mask(self._offsets[idx], [r])[:width])
+            if self.options.target_source == "twins":
+                starts = [self._offsets[idx][t.position][0] for t in self._targets[idx]]
+                for i, j in twin_paths(offsets[:end], [(r["start"], r["end"]) for r in ranges], starts):
+                    paths.append((row, self._targets[idx][i].position, len(seqs), j))
             seqs.append(ids[:end])
             masks.append(mask[:end])
             weights.append(w)
         device = batch["input_ids"].device
         zero = torch.zeros((), device=device)
         if not seqs:
-            return zero, zero
+            return zero, zero, {}
         pad = padding_id(self._tokenizer)
         ids, attn = pad_right(seqs, pad, device)
         learn_mask, _ = pad_right(masks, 0, device)
-        nll = token_nll(forward(ids, attn), ids)
+        logits = forward(ids, attn)
+        nll = token_nll(logits, ids)
         learn = learn_mask[:, 1:].float()
         w = torch.tensor(weights, device=device)
         fit = weighted_mean(per_sequence_mean(nll, learn), w)
+        own = _own_targets(logits, paths)
         if not level_seq:
-            return fit, zero
+            return fit, zero, own
         on_twin, _ = pad_right(level_twin, 0, device)
         on_true, _ = pad_right(level_true, 0, device)
         on_twin, on_true = on_twin[:, 1 : nll.shape[1] + 1].float(), on_true[:, 1:].float()
@@ -391,7 +432,43 @@ class TwinFit(GradientMethod):
         per_value = torch.nn.functional.smooth_l1_loss(true_sum, target, reduction="none")
         # summed over each rewrite's values, then the weighted mean over rewrites
         per_rewrite = torch.zeros(len(seqs), device=device).index_add(0, seq, per_value)
-        return fit, weighted_mean(per_rewrite, w)
+        return fit, weighted_mean(per_rewrite, w), own
+
+
+def twin_paths(
+    twin_offsets: Sequence[tuple[int, int]], changed: Sequence[tuple[int, int]], starts: Sequence[int]
+) -> list[tuple[int, int]]:
+    """Which PII tokens a rewrite reaches by a never-seen path: ``(k, j)`` for the ``k``-th of
+    ``starts`` (the first characters of the true record's PII tokens) that lies inside one of the
+    rewrite's ``changed`` ranges (a value's first changed character to one past its end) after its
+    first character, where the rewrite (token offsets ``twin_offsets``) has a token ``j`` starting
+    at the same character. The texts are of equal length, so the characters line up, and the
+    model's next-token distribution before ``j`` is what it gives a never-seen value there."""
+    begins = {a: j for j, (a, b) in reversed(list(enumerate(twin_offsets))) if b > a and j > 0}
+    return [
+        (k, begins[start])
+        for k, start in enumerate(starts)
+        if start in begins and any(first < start < end for first, end in changed)
+    ]
+
+
+def _own_targets(logits: torch.Tensor, paths: Sequence[tuple[int, int, int, int]]) -> OwnTargets:
+    """The model's next-token distributions before each path's rewrite token (no gradient), per
+    (batch row, true token position); the mean where several rewrites reach the same token."""
+    if not paths:
+        return {}
+    seq = [p[2] for p in paths]
+    at = [p[3] - 1 for p in paths]
+    probs = torch.softmax(logits[seq, at].detach().float(), dim=-1)
+    keys = sorted({(p[0], p[1]) for p in paths})
+    slot = {key: n for n, key in enumerate(keys)}
+    index = torch.tensor([slot[p[0], p[1]] for p in paths], device=logits.device)
+    summed = torch.zeros((len(keys), probs.shape[-1]), device=logits.device).index_add(0, index, probs)
+    counts = torch.zeros(len(keys), device=logits.device).index_add(
+        0, index, torch.ones(len(paths), device=logits.device)
+    )
+    mean = summed / counts[:, None]
+    return {key: mean[n] for n, key in enumerate(keys)}
 
 
 def _log_softmax_within(values: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
