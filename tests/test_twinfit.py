@@ -290,3 +290,32 @@ def test_own_targets_are_the_models_distributions_on_the_twins_paths(victim: Any
     method.forget_loss(logits, batch, forward).backward()
     assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
     assert all(t.grad is None or float(t.grad.abs().sum()) == 0.0 for t in rewrite_logits)
+
+
+def test_a_record_scoped_rewrite_trains_every_token_after_its_first_change(victim: Any) -> None:
+    """``rewrite_scope="record"``: the rewrites' NLL reaches every position from the first changed
+    token to the end of the record; ``"values"``: only the values' tokens and the one after each."""
+    tok = victim.tokenizer
+    near_pii = set().union(*_value_positions(victim))
+    for scope in ("values", "record"):
+        method = TwinFit(TwinFit.Options(rewrites=1, keep=0.0, zeta=0.0, rewrite_scope=scope))
+        examples = method.examples([_record()], tok, seed=0)
+        batch = collate(examples, 0, "cpu")
+        batch["index"] = torch.tensor([0.0])
+        seen: list[torch.Tensor] = []
+
+        def forward(ids: torch.Tensor, attn: torch.Tensor, seen: list[torch.Tensor] = seen) -> torch.Tensor:
+            logits = torch.zeros(*ids.shape, len(tok), requires_grad=True)
+            seen.append(logits)
+            return logits
+
+        fit, _, _ = method._rewrite_losses(batch, forward, torch.zeros((1, len(examples[0].input_ids) - 1)))
+        fit.backward()
+        grad = seen[0].grad
+        assert grad is not None
+        trained = {i for i in range(grad.shape[1]) if float(grad[0, i].abs().sum()) > 0}
+        if scope == "values":
+            assert trained and trained <= near_pii
+        else:
+            assert trained == set(range(min(trained), len(examples[0].input_ids) - 1))
+            assert trained - near_pii

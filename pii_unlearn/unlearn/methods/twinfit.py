@@ -63,6 +63,10 @@ character of the value before the token's first character, and a rewrite token s
 that character) gets as its target the model's own next-token distribution on that path, read
 from the rewrite's forward pass (no gradient, no extra pass); the value's first token, whose
 context a twin shares, and tokens no rewrite reached this step keep the fakes' counts.
+``rewrite_scope="record"`` trains the rewrites' NLL on every token from the first changed
+character to the record's end, not only the new characters and the token after each value:
+the text a fine-tuning attacker would train on (records with never-seen values), so that a
+fine-tune on it finds little left to learn.
 
 The level term aims a little above the twin (``level_margin``, 0.5 nat by default), not
 level with it: a fine-tune on in-format text brings back part of the lean a run ends with
@@ -150,6 +154,12 @@ class TwinFitOptions(
         "(a changed character before it, a rewrite token starting there), the model's own next-token "
         "distribution on that path, no gradient (the null as this model scores a never-seen value), and the "
         "fakes' counts at the other tokens",
+    )
+    rewrite_scope: Literal["values", "record"] = Field(
+        "values",
+        description="the tokens of a rewrite its NLL (delta) trains: 'values', each changed value's new "
+        "characters and the token after it; 'record', every token from the first changed character to the "
+        "record's end (the text a fine-tuning attacker trains on: records with never-seen values)",
     )
     level_margin: float = Field(
         0.5,
@@ -388,9 +398,12 @@ class TwinFit(GradientMethod):
                     drafts.append((row, int(idx), w, text, [{"start": a, "end": b} for a, b in learn]))
         # the step's rewrites in one tokenizer call
         encoded = encode_many(self._tokenizer, [d[3] for d in drafts], with_offsets=True)
-        for (row, idx, w, _, ranges), enc in zip(drafts, encoded, strict=True):
+        for (row, idx, w, text, ranges), enc in zip(drafts, encoded, strict=True):
             ids, offsets = enc["input_ids"], enc["offset_mapping"]
-            mask = offsets_mask(offsets, ranges)
+            if self.options.rewrite_scope == "record":
+                mask = offsets_mask(offsets, [{"start": min(r["start"] for r in ranges), "end": len(text)}])
+            else:
+                mask = offsets_mask(offsets, ranges)
             # a causal model scores the learned tokens from what precedes them: stop there
             end = min(MAX_TRAIN_TOKENS, 1 + max((i for i, m in enumerate(mask) if m), default=len(ids)))
             if self.options.zeta > 0:
