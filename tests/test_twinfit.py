@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from pii_unlearn.artifacts import Record
+from pii_unlearn.artifacts import Record, Span
 from pii_unlearn.lm import encode
 from pii_unlearn.pii.masks import token_mask
 from pii_unlearn.pii.shapes import PlausibleCandidates, shape_of
@@ -19,6 +19,7 @@ from pii_unlearn.unlearn.methods.base import GuardReading
 from pii_unlearn.unlearn.methods.twinfit import (
     SoftTarget,
     TwinFit,
+    record_mask,
     rewrite,
     soft_targets,
     splice,
@@ -292,11 +293,12 @@ def test_own_targets_are_the_models_distributions_on_the_twins_paths(victim: Any
     assert all(t.grad is None or float(t.grad.abs().sum()) == 0.0 for t in rewrite_logits)
 
 
-def test_a_record_scoped_rewrite_trains_every_token_after_its_first_change(victim: Any) -> None:
-    """``rewrite_scope="record"``: the rewrites' NLL reaches every position from the first changed
-    token to the end of the record; ``"values"``: only the values' tokens and the one after each."""
+def test_a_record_scoped_rewrite_also_trains_the_template_after_its_first_change(victim: Any) -> None:
+    """``rewrite_scope="record"``: the same rewrites (same seed) train what ``"values"`` trains (the
+    values' tokens and the one after each) and the record's other tokens after the first change."""
     tok = victim.tokenizer
     near_pii = set().union(*_value_positions(victim))
+    trained: dict[str, set[int]] = {}
     for scope in ("values", "record"):
         method = TwinFit(TwinFit.Options(rewrites=1, keep=0.0, zeta=0.0, rewrite_scope=scope))
         examples = method.examples([_record()], tok, seed=0)
@@ -313,9 +315,19 @@ def test_a_record_scoped_rewrite_trains_every_token_after_its_first_change(victi
         fit.backward()
         grad = seen[0].grad
         assert grad is not None
-        trained = {i for i in range(grad.shape[1]) if float(grad[0, i].abs().sum()) > 0}
-        if scope == "values":
-            assert trained and trained <= near_pii
-        else:
-            assert trained == set(range(min(trained), len(examples[0].input_ids) - 1))
-            assert trained - near_pii
+        trained[scope] = {i for i in range(grad.shape[1]) if float(grad[0, i].abs().sum()) > 0}
+    assert trained["values"] and trained["values"] <= near_pii
+    assert trained["values"] < trained["record"]
+    assert trained["record"] - near_pii
+
+
+def test_a_record_scoped_mask_never_covers_a_true_character() -> None:
+    """Record scope adds the template after the first change, never a kept value or the true
+    prefix of a spliced one: text "ab 1234 cd 5678 ef", the first value spliced from "3" on, the
+    second kept true."""
+    offsets = [(0, 2), (2, 3), (3, 5), (5, 7), (7, 8), (8, 10), (10, 11), (11, 15), (15, 16), (16, 18)]
+    spans = [Span(start=3, end=7, entity_type="US_SSN"), Span(start=11, end=15, entity_type="US_SSN")]
+    learned = [0, 0, 0, 1, 1, 0, 0, 0, 0, 0]  # "34" and the space after the first value
+    mask = record_mask(offsets, learned, 18, spans, [5])
+    assert mask == [0, 0, 0, 1, 1, 1, 1, 0, 1, 1]
+    assert record_mask(offsets, learned, 18, spans, []) == learned

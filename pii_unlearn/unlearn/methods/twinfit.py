@@ -63,10 +63,10 @@ character of the value before the token's first character, and a rewrite token s
 that character) gets as its target the model's own next-token distribution on that path, read
 from the rewrite's forward pass (no gradient, no extra pass); the value's first token, whose
 context a twin shares, and tokens no rewrite reached this step keep the fakes' counts.
-``rewrite_scope="record"`` trains the rewrites' NLL on every token from the first changed
-character to the record's end, not only the new characters and the token after each value:
-the text a fine-tuning attacker would train on (records with never-seen values), so that a
-fine-tune on it finds little left to learn.
+``rewrite_scope="record"`` trains the rewrites' NLL also on the template after the first
+changed character (every token holding no true character, :func:`record_mask`), not only on
+the new characters and the token after each value: the text a fine-tuning attacker would train
+on (records with never-seen values), so that a fine-tune on it finds little left to undo.
 
 The level term aims a little above the twin (``level_margin``, 0.5 nat by default), not
 level with it: a fine-tune on in-format text brings back part of the lean a run ends with
@@ -158,8 +158,9 @@ class TwinFitOptions(
     rewrite_scope: Literal["values", "record"] = Field(
         "values",
         description="the tokens of a rewrite its NLL (delta) trains: 'values', each changed value's new "
-        "characters and the token after it; 'record', every token from the first changed character to the "
-        "record's end (the text a fine-tuning attacker trains on: records with never-seen values)",
+        "characters and the token after it; 'record', also every other token from the first changed character "
+        "to the record's end that holds no true character (the text a fine-tuning attacker trains on: "
+        "records with never-seen values)",
     )
     level_margin: float = Field(
         0.5,
@@ -400,10 +401,11 @@ class TwinFit(GradientMethod):
         encoded = encode_many(self._tokenizer, [d[3] for d in drafts], with_offsets=True)
         for (row, idx, w, text, ranges), enc in zip(drafts, encoded, strict=True):
             ids, offsets = enc["input_ids"], enc["offset_mapping"]
+            mask = offsets_mask(offsets, ranges)
             if self.options.rewrite_scope == "record":
-                mask = offsets_mask(offsets, [{"start": min(r["start"] for r in ranges), "end": len(text)}])
-            else:
-                mask = offsets_mask(offsets, ranges)
+                mask = record_mask(
+                    offsets, mask, len(text), self._records[idx].spans, [r["start"] for r in ranges]
+                )
             # a causal model scores the learned tokens from what precedes them: stop there
             end = min(MAX_TRAIN_TOKENS, 1 + max((i for i, m in enumerate(mask) if m), default=len(ids)))
             if self.options.zeta > 0:
@@ -446,6 +448,29 @@ class TwinFit(GradientMethod):
         # summed over each rewrite's values, then the weighted mean over rewrites
         per_rewrite = torch.zeros(len(seqs), device=device).index_add(0, seq, per_value)
         return fit, weighted_mean(per_rewrite, w), own
+
+
+def record_mask(
+    offsets: Sequence[tuple[int, int]],
+    learned: Sequence[int],
+    length: int,
+    spans: Sequence[Any],
+    first_changed: Sequence[int],
+) -> list[int]:
+    """A rewrite's ``learned`` tokens plus every token after its first changed character that holds
+    no true character: 1 where learned, or where the token starts at or after the first change and
+    overlaps no still-true part of a value (a kept value, or the true prefix of a spliced one).
+    ``first_changed``: the first changed character of each value the rewrite changed."""
+    if not first_changed:
+        return list(learned)
+    true_parts = []
+    for span in spans:
+        cut = next((c for c in first_changed if span.start <= c < span.end), span.end)
+        if cut > span.start:
+            true_parts.append({"start": span.start, "end": cut})
+    rest = offsets_mask(offsets, [{"start": min(first_changed), "end": length}])
+    true = offsets_mask(offsets, true_parts)
+    return [int(bool(m) or (bool(r) and not t)) for m, r, t in zip(learned, rest, true, strict=True)]
 
 
 def twin_paths(
