@@ -158,9 +158,9 @@ class TwinFitOptions(
     rewrite_scope: Literal["values", "record"] = Field(
         "values",
         description="the tokens of a rewrite its NLL (delta) trains: 'values', each changed value's new "
-        "characters and the token after it; 'record', also every other token from the first changed character "
-        "to the record's end that holds no true character (the text a fine-tuning attacker trains on: "
-        "records with never-seen values)",
+        "characters and the token after it; 'record', also every other token from the first changed "
+        "character to the record's end that holds no true character (the text a fine-tuning attacker "
+        "trains on: records with never-seen values)",
     )
     level_margin: float = Field(
         0.5,
@@ -299,6 +299,11 @@ class TwinFit(GradientMethod):
             ]
             for rec, offsets, e in zip(self._records, self._offsets, examples, strict=True)
         ]
+        # each target token's first character (target_source "twins" matches rewrites' tokens to it)
+        self._starts = [
+            [offsets[t.position][0] for t in targets]
+            for offsets, targets in zip(self._offsets, self._targets, strict=True)
+        ]
         if self.options.target_scope == "support":
             self._targets = [
                 [with_true_token(t, e.input_ids[t.position], self.options.fakes) for t in targets]
@@ -416,8 +421,8 @@ class TwinFit(GradientMethod):
                     level_twin.append(offsets_mask(offsets, [r])[:end])
                     level_true.append(offsets_mask(self._offsets[idx], [r])[:width])
             if self.options.target_source == "twins":
-                starts = [self._offsets[idx][t.position][0] for t in self._targets[idx]]
-                for i, j in twin_paths(offsets[:end], [(r["start"], r["end"]) for r in ranges], starts):
+                changed = [(r["start"], r["end"]) for r in ranges]
+                for i, j in twin_paths(offsets[:end], changed, self._starts[idx]):
                     paths.append((row, self._targets[idx][i].position, len(seqs), j))
             seqs.append(ids[:end])
             masks.append(mask[:end])
