@@ -330,51 +330,29 @@ class TwinFit(GradientMethod):
 
     def _target_fit(self, logits: torch.Tensor, batch: Batch, own: OwnTargets | None = None) -> torch.Tensor:
         """Cross-entropy to the soft targets: per record the mean over its PII tokens, then the
-        weighted mean over the records that have any. One gather over the batch's PII rows of the
-        logits (a loop of per-token indexing made a full-size zero gradient per index). The
-        log-probabilities are over the vocabulary, or (``target_scope="support"``) over each
-        target's own tokens. A token in ``own`` (batch row, position) takes that distribution over
-        the vocabulary as its target instead of the fakes' counts."""
+        weighted mean over the records that have any. A token in ``own`` (batch row, position)
+        takes that distribution over the vocabulary as its target (:func:`_own_ce`); every other
+        token the fakes' counts (:func:`_counts_ce`)."""
         own = own or {}
-        rows: list[int] = []
-        positions: list[int] = []
-        entry_of: list[int] = []
-        entry_token: list[int] = []
-        entry_prob: list[float] = []
-        own_rows: list[int] = []
-        own_positions: list[int] = []
-        own_probs: list[torch.Tensor] = []
+        counted: list[tuple[int, SoftTarget]] = []
+        owned: list[tuple[int, int]] = []
         for b, idx in enumerate(batch["index"].tolist()):
             for t in self._targets[int(idx)]:
                 if (b, t.position) in own:
-                    own_rows.append(b)
-                    own_positions.append(t.position - 1)
-                    own_probs.append(own[b, t.position])
-                    continue
-                entry_of += [len(rows)] * len(t.token_ids)
-                entry_token += t.token_ids
-                entry_prob += t.probs
-                rows.append(b)
-                positions.append(t.position - 1)
+                    owned.append((b, t.position))
+                else:
+                    counted.append((b, t))
         weights = batch["weights"]
-        device = logits.device
-        if not rows and not own_rows:
+        if not counted and not owned:
             return logits.new_zeros((), dtype=torch.float32)
-        ce = torch.zeros(len(rows), device=device)
-        if rows:
-            entries = torch.tensor(entry_of, device=device)
-            tokens = torch.tensor(entry_token, device=device)
-            if self.options.target_scope == "support":
-                picked = _log_softmax_within(
-                    logits[rows, positions][entries, tokens].float(), entries, len(rows)
-                )
-            else:
-                picked = torch.log_softmax(logits[rows, positions].float(), dim=-1)[entries, tokens]
-            ce = ce.index_add(0, entries, -picked * torch.tensor(entry_prob, device=device))
-        if own_rows:
-            logp = torch.log_softmax(logits[own_rows, own_positions].float(), dim=-1)
-            ce = torch.cat([ce, -(torch.stack(own_probs) * logp).sum(-1)])
-        row_index = torch.tensor(rows + own_rows, device=device)
+        ce = torch.cat(
+            [
+                _counts_ce(logits, counted, within_support=self.options.target_scope == "support"),
+                _own_ce(logits, owned, own),
+            ]
+        )
+        device = logits.device
+        row_index = torch.tensor([b for b, _ in counted] + [b for b, _ in owned], device=device)
         per_seq = torch.zeros(len(weights), device=device).index_add(0, row_index, ce)
         counts = torch.zeros(len(weights), device=device).index_add(0, row_index, torch.ones_like(ce))
         # records without targets count for nothing (as in weighted_mean's ``present``)
@@ -493,6 +471,38 @@ def twin_paths(
         for k, start in enumerate(starts)
         if start in begins and any(first < start < end for first, end in changed)
     ]
+
+
+def _counts_ce(
+    logits: torch.Tensor, targets: Sequence[tuple[int, SoftTarget]], *, within_support: bool
+) -> torch.Tensor:
+    """Per (batch row, target) of ``targets``, the cross-entropy of the logits before the target's
+    token to its counted distribution, over the vocabulary or (``within_support``) over the
+    target's own tokens. One gather over the PII rows of the logits (a loop of per-token indexing
+    made a full-size zero gradient per index)."""
+    if not targets:
+        return torch.zeros(0, device=logits.device)
+    rows = [b for b, _ in targets]
+    positions = [t.position - 1 for _, t in targets]
+    entry_of = [n for n, (_, t) in enumerate(targets) for _ in t.token_ids]
+    device = logits.device
+    entries = torch.tensor(entry_of, device=device)
+    tokens = torch.tensor([i for _, t in targets for i in t.token_ids], device=device)
+    probs = torch.tensor([p for _, t in targets for p in t.probs], device=device)
+    if within_support:
+        picked = _log_softmax_within(logits[rows, positions][entries, tokens].float(), entries, len(rows))
+    else:
+        picked = torch.log_softmax(logits[rows, positions].float(), dim=-1)[entries, tokens]
+    return torch.zeros(len(rows), device=device).index_add(0, entries, -picked * probs)
+
+
+def _own_ce(logits: torch.Tensor, keys: Sequence[tuple[int, int]], own: OwnTargets) -> torch.Tensor:
+    """Per (batch row, token position) of ``keys``, the cross-entropy of the logits before that
+    token to the model's own distribution ``own`` gives it, over the vocabulary."""
+    if not keys:
+        return torch.zeros(0, device=logits.device)
+    logp = torch.log_softmax(logits[[b for b, _ in keys], [p - 1 for _, p in keys]].float(), dim=-1)
+    return -(torch.stack([own[key] for key in keys]) * logp).sum(-1)
 
 
 def _own_targets(logits: torch.Tensor, paths: Sequence[tuple[int, int, int, int]]) -> OwnTargets:
