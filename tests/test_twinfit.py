@@ -19,6 +19,7 @@ from pii_unlearn.unlearn.methods.base import GuardReading
 from pii_unlearn.unlearn.methods.twinfit import (
     SoftTarget,
     TwinFit,
+    head_targets,
     record_mask,
     rewrite,
     soft_targets,
@@ -331,3 +332,69 @@ def test_a_record_scoped_mask_never_covers_a_true_character() -> None:
     mask = record_mask(offsets, learned, 18, spans, [5])
     assert mask == [0, 0, 0, 1, 1, 1, 1, 0, 1, 1]
     assert record_mask(offsets, learned, 18, spans, []) == learned
+
+
+class _FixedReference:
+    """A stand-in for the loop's frozen reference: fixed random logits, whatever the input."""
+
+    def __init__(self, width: int, vocab: int) -> None:
+        self.table = torch.randn(width, vocab, generator=torch.Generator().manual_seed(3)) * 3
+
+    def logits(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        return self.table[: ids.shape[1]].expand(ids.shape[0], -1, -1)
+
+
+def test_a_values_first_token_can_take_the_models_own_null(victim: Any) -> None:
+    """``head_target="model"``: each value's first token (and only it) whose fakes do not all start
+    with the true token takes the starting model's distribution there, the true token set to the
+    mean probability it gives the fakes' first tokens (their counts as weights), renormalised; the
+    cross-entropy is lowest, at the targets' entropy, where the logits are those targets'
+    log-probabilities."""
+    tok = victim.tokenizer
+    method = TwinFit(TwinFit.Options(alpha=0.0, rewrites=0, head_target="model"))
+    examples = method.examples([_record()], tok, seed=0)
+    width, vocab = len(examples[0].input_ids), len(tok)
+    reference = _FixedReference(width, vocab)
+    method.prepare(examples, reference, 0, "cpu")
+    offsets = encode(tok, TEXT, with_offsets=True)["offset_mapping"]
+    firsts = {next(i for i, (a, b) in enumerate(offsets) if b > s.start) for s in _record().spans}
+    heads = method._heads[0]
+    assert {t.position for t in method._targets[0] if t.head} == firsts
+    # a head every fake starts like the true value (the phone number's "(") keeps its counted target
+    true_ids = examples[0].input_ids
+    varied = {t.position for t in method._targets[0] if t.head and set(t.token_ids) - {true_ids[t.position]}}
+    assert set(heads) == varied and 0 < len(varied) < len(firsts)
+    start = torch.softmax(reference.table, dim=-1)
+    for t in method._targets[0]:
+        if t.position not in heads:
+            continue
+        true_id = true_ids[t.position]
+        before = start[t.position - 1]
+        others = [(i, q) for i, q in zip(t.token_ids, t.probs, strict=True) if i != true_id]
+        typical = sum(float(before[i]) * q for i, q in others) / sum(q for _, q in others)
+        scale = 1.0 / (1.0 - float(before[true_id]) + typical)
+        got = heads[t.position]
+        assert float(got.sum()) == pytest.approx(1.0, abs=1e-5)
+        assert float(got[true_id]) == pytest.approx(typical * scale, rel=1e-4)
+        other = next(i for i in range(vocab) if i != true_id)
+        assert float(got[other]) == pytest.approx(float(before[other]) * scale, rel=1e-4)
+    # the loss reads them: lowest at their log-probabilities (the counts elsewhere)
+    batch = collate(examples, 0, "cpu")
+    batch["index"] = torch.tensor([0.0])
+    best = torch.full((1, width, vocab), -30.0)
+    entropies = []
+    for t in method._targets[0]:
+        if t.position in heads:
+            probs = heads[t.position]
+            best[0, t.position - 1] = probs.log()
+            entropies.append(float(-(probs * probs.log()).sum()))
+        else:
+            best[0, t.position - 1, list(t.token_ids)] = torch.tensor(t.probs).log()
+            entropies.append(-sum(p * math.log(p) for p in t.probs))
+    at_target = method.forget_loss(best, batch, lambda i, a: best)
+    assert float(at_target) == pytest.approx(sum(entropies) / len(entropies), abs=1e-3)
+    # the default keeps the counts everywhere and builds nothing
+    counted = TwinFit(TwinFit.Options(alpha=0.0, rewrites=0))
+    counted.prepare(counted.examples([_record()], tok, seed=0), reference, 0, "cpu")
+    assert counted._heads == {}
+    assert head_targets(examples, [[]], reference, 0, "cpu") == {}

@@ -63,6 +63,10 @@ character of the value before the token's first character, and a rewrite token s
 that character) gets as its target the model's own next-token distribution on that path, read
 from the rewrite's forward pass (no gradient, no extra pass); the value's first token, whose
 context a twin shares, and tokens no rewrite reached this step keep the fakes' counts.
+``head_target="model"`` does the same for each value's first token, which no rewrite reaches by a
+never-seen path (a twin shares its context): the target is the starting model's own distribution
+there with the true token's probability set to the mean it gives the fakes' first tokens (how this
+model scores a typical never-seen value's start), renormalised; the rest keeps the model's spread.
 ``rewrite_scope="record"`` trains the rewrites' NLL also on the template after the first
 changed character (every token holding no true character, :func:`record_mask`), not only on
 the new characters and the token after each value: the text a fine-tuning attacker would train
@@ -162,6 +166,13 @@ class TwinFitOptions(
         "character to the record's end that holds no true character (the text a fine-tuning attacker "
         "trains on: records with never-seen values)",
     )
+    head_target: Literal["fakes", "model"] = Field(
+        "fakes",
+        description="the target at each value's first token, whose context a twin shares: 'fakes', the "
+        "counts of the fakes' first tokens; 'model', the starting model's own next-token distribution there "
+        "with the true token set to the mean probability that distribution gives the fakes' first tokens "
+        "(a typical never-seen value's, as this model scores it), renormalised",
+    )
     level_margin: float = Field(
         0.5,
         ge=0,
@@ -182,6 +193,8 @@ class SoftTarget:
     position: int
     token_ids: tuple[int, ...]
     probs: tuple[float, ...]
+    #: Whether this is the value's first token (its context is the true record's, up to the value).
+    head: bool = False
 
 
 def soft_targets(
@@ -219,7 +232,7 @@ def soft_targets(
             counts = Counter(ids[0] for ids in rows if ids)
             total = sum(counts.values())
             ids, probs = zip(*((t, c / total) for t, c in counts.most_common()), strict=True)
-            out[i] = SoftTarget(i, tuple(ids), tuple(probs))
+            out[i] = SoftTarget(i, tuple(ids), tuple(probs), head=offsets[i][0] <= span.start)
     return [out[i] for i in sorted(out)]
 
 
@@ -233,6 +246,7 @@ def with_true_token(target: SoftTarget, true_id: int, fakes: int) -> SoftTarget:
         target.position,
         (*target.token_ids, true_id),
         (*(p * scale for p in target.probs), 1.0 - scale),
+        head=target.head,
     )
 
 
@@ -284,6 +298,8 @@ class TwinFit(GradientMethod):
         sampler = PlausibleCandidates(seed + 29)
         by_id = {rec.id: rec for rec in records if rec.spans}
         self._tokenizer, self._sampler, self._rng = tokenizer, sampler, random.Random(seed + 1)
+        # head_target "model": the values' first tokens' targets, made in prepare (needs the reference)
+        self._heads: dict[int, dict[int, torch.Tensor]] = {}
         self._records = [by_id[e.record_id] for e in examples]
         # each true record's token offsets, for its targets and the level term's masks (tokenised
         # once, not per step)
@@ -314,6 +330,8 @@ class TwinFit(GradientMethod):
     def prepare(
         self, examples: Sequence[ForgetExample], reference: Any, pad_id: int, device: Any
     ) -> dict[str, list[float]]:
+        if self.options.head_target == "model":
+            self._heads = head_targets(examples, self._targets, reference, pad_id, device)
         return example_index(examples)
 
     def forget_loss(self, logits: torch.Tensor, batch: Batch, forward: Forward) -> torch.Tensor:
@@ -326,6 +344,10 @@ class TwinFit(GradientMethod):
         if o.rewrites and (o.delta > 0 or o.zeta > 0 or o.target_source == "twins"):
             fit_twins, level, own = self._rewrite_losses(batch, forward, nll)
             loss = loss + o.delta * fit_twins + o.zeta * level
+        # a value's first token is never on a rewrite's never-seen path, so the keys do not meet
+        for row, idx in enumerate(batch["index"].tolist()):
+            for position, target in self._heads.get(int(idx), {}).items():
+                own[row, position] = target
         return loss + o.gamma * self._target_fit(logits, batch, own)
 
     def _target_fit(self, logits: torch.Tensor, batch: Batch, own: OwnTargets | None = None) -> torch.Tensor:
@@ -471,6 +493,41 @@ def twin_paths(
         for k, start in enumerate(starts)
         if start in begins and any(first < start < end for first, end in changed)
     ]
+
+
+@torch.no_grad()
+def head_targets(
+    examples: Sequence[ForgetExample],
+    targets: Sequence[Sequence[SoftTarget]],
+    reference: Any,
+    pad_id: int,
+    device: Any,
+) -> dict[int, dict[int, torch.Tensor]]:
+    """Per example (by index) and value's first token (by position), the starting model's
+    next-token distribution there with the true token's probability replaced by the mean that
+    distribution gives the fakes' first tokens (other than the true one, weighted by their counts
+    in ``targets``), renormalised: the model's own null for a value whose context it cannot tell
+    from a twin's (``head_target="model"``). A head whose fakes all start with the true token
+    keeps its counted target (no entry)."""
+    out: dict[int, dict[int, torch.Tensor]] = {}
+    wanted = [n for n, ts in enumerate(targets) if any(t.head for t in ts)]
+    for start in range(0, len(wanted), 16):
+        chunk = wanted[start : start + 16]
+        ids, attn = pad_right([examples[n].input_ids for n in chunk], pad_id, device)
+        probs = torch.softmax(reference.logits(ids, attn).float(), dim=-1)
+        for row, n in enumerate(chunk):
+            for t in targets[n]:
+                if not t.head:
+                    continue
+                true_id = examples[n].input_ids[t.position]
+                others = [(i, q) for i, q in zip(t.token_ids, t.probs, strict=True) if i != true_id]
+                if not others:
+                    continue
+                dist = probs[row, t.position - 1].clone()
+                share = sum(q for _, q in others)
+                dist[true_id] = sum(float(dist[i]) * q for i, q in others) / share
+                out.setdefault(n, {})[t.position] = dist / dist.sum()
+    return out
 
 
 def _counts_ce(
