@@ -67,6 +67,7 @@ context a twin shares, and tokens no rewrite reached this step keep the fakes' c
 never-seen path (a twin shares its context): the target is the starting model's own distribution
 there with the true token's probability set to the mean it gives the fakes' first tokens (how this
 model scores a typical never-seen value's start), renormalised; the rest keeps the model's spread.
+Tried once on a SmolLM2 fitting victim, it changed nothing (``bench/twinfit.md``): not the default.
 ``rewrite_scope="record"`` trains the rewrites' NLL also on the template after the first
 changed character (every token holding no true character, :func:`record_mask`), not only on
 the new characters and the token after each value: the text a fine-tuning attacker would train
