@@ -91,7 +91,7 @@ import torch
 from pydantic import Field
 
 from pii_unlearn.artifacts import Record
-from pii_unlearn.lm import encode, encode_many, pad_right, padding_id
+from pii_unlearn.lm import batched, encode, encode_many, pad_right, padding_id
 from pii_unlearn.options import with_defaults
 from pii_unlearn.pii.masks import offsets_mask, overlapping_tokens
 from pii_unlearn.pii.shapes import PlausibleCandidates
@@ -512,8 +512,7 @@ def head_targets(
     keeps its counted target (no entry)."""
     out: dict[int, dict[int, torch.Tensor]] = {}
     wanted = [n for n, ts in enumerate(targets) if any(t.head for t in ts)]
-    for start in range(0, len(wanted), 16):
-        chunk = wanted[start : start + 16]
+    for chunk in batched(wanted, 16):
         ids, attn = pad_right([examples[n].input_ids for n in chunk], pad_id, device)
         probs = torch.softmax(reference.logits(ids, attn).float(), dim=-1)
         for row, n in enumerate(chunk):
