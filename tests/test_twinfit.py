@@ -432,34 +432,3 @@ def test_value_copies_bring_every_value_to_the_least_count_by_copying_its_holder
     built = method.examples([_record(), _holding("x", ["830-12-3344"])], victim.tokenizer, seed=0)
     assert [e.record_id for e in built] == ["r1", "r1", "x", "x"]
     assert len(method._targets) == len(method._records) == 4
-
-
-def test_opener_variants_keep_the_values_and_their_near_text_behind_other_openers(victim: Any) -> None:
-    """``opener_variants``: each forget record also stands behind other records' openers (the text
-    before their first value), values and the text after the opener unchanged, spans moved with
-    them; fields tied to the exact text stay behind; twinfit trains on them beside the originals."""
-    from pii_unlearn.unlearn.data import opener_variants
-
-    first = _record()
-    other = _holding("x", ["830-12-3344"])
-    third = Record.model_validate(
-        {
-            "id": "y",
-            "text": "Memo: SSN 771-20-5519.",
-            "spans": [{"start": 10, "end": 21, "entity_type": "US_SSN"}],
-        }
-    )
-    masked = first.model_copy(update={"token_mask": [0, 1]})
-    variants = opener_variants([masked, other, third], 2, seed=0)
-    assert len(variants) == 6
-    mine = [v for v in variants if str(v.id).startswith("r1#opener")]
-    assert {v.text[: min(s.start for s in v.spans)] for v in mine} == {"value ", "Memo: SSN "}
-    for v in mine:
-        assert [v.span_text(s) for s in v.spans] == [first.span_text(s) for s in first.spans]
-        assert v.text.endswith(TEXT[TEXT.index("Dana") :])
-        assert "token_mask" not in v.to_json()
-    assert opener_variants([first], 1, seed=0) == []
-    assert opener_variants([masked, other, third], 2, seed=0) == variants
-    method = TwinFit(TwinFit.Options(rewrites=0, opener_variants=1))
-    built = method.examples([first, other], victim.tokenizer, seed=0)
-    assert [e.record_id for e in built] == ["r1", "x", "r1#opener0", "x#opener0"]
