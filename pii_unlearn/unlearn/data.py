@@ -7,7 +7,6 @@ its spans) and a weight (1 + PRI under UnPII's risk weighting, else 1).
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,49 +116,6 @@ def value_balanced(
             copies[k] += 1
             held.update(values[k])
     return [e for e, n in zip(examples, copies, strict=True) for _ in range(n)]
-
-
-#: Fields of a record that describe its exact text and so cannot follow it into a variant.
-_TEXT_BOUND_FIELDS = ("token_mask", "faked_text")
-
-
-def opener_variants(records: Sequence[Record], per_record: int, seed: int) -> list[Record]:
-    """For each record with spans, ``per_record`` variants whose text before the first span (its
-    opener) is another record's opener, drawn without repeats where there are enough distinct ones;
-    the values and the text between and after them are kept, the spans shifted with them.
-
-    An attacker probes a value with the true record's prefix; a data-free forget record often has
-    the right value after the right name but another opener, and a value that ``invert`` found
-    under several openers was removed on SmolLM2 where one found under a single opener was not
-    (``bench/twinfit.md``, 2026-12-08). Variant ids are ``"<id>#opener<k>"``; fields tied to the
-    exact text (a token mask, a faked twin) are left out of them.
-    """
-    rng = random.Random(seed)
-    spanned = [rec for rec in records if rec.spans]
-    openers = sorted({rec.text[: min(s.start for s in rec.spans)] for rec in spanned})
-    out: list[Record] = []
-    for rec in spanned:
-        start = min(s.start for s in rec.spans)
-        own = rec.text[:start]
-        others = [o for o in openers if o != own]
-        if not others:
-            continue
-        drawn = (
-            rng.sample(others, per_record) if len(others) >= per_record else rng.choices(others, k=per_record)
-        )
-        for k, opener in enumerate(drawn):
-            shift = len(opener) - start
-            fields = {key: v for key, v in rec.to_json().items() if key not in _TEXT_BOUND_FIELDS}
-            fields.update(
-                id=f"{rec.id}#opener{k}",
-                text=opener + rec.text[start:],
-                spans=[
-                    {**span.model_dump(), "start": span.start + shift, "end": span.end + shift}
-                    for span in rec.spans
-                ],
-            )
-            out.append(Record.model_validate(fields))
-    return out
 
 
 @dataclass(frozen=True)

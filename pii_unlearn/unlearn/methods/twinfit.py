@@ -96,7 +96,7 @@ from pii_unlearn.options import with_defaults
 from pii_unlearn.pii.masks import offsets_mask, overlapping_tokens
 from pii_unlearn.pii.shapes import PlausibleCandidates
 from pii_unlearn.unlearn.config import GradientOptions
-from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample, opener_variants, value_balanced
+from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample, value_balanced
 from pii_unlearn.unlearn.losses import per_sequence_mean, target_masks, token_nll, weighted_mean
 from pii_unlearn.unlearn.methods.base import register
 from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod, example_index
@@ -185,13 +185,6 @@ class TwinFitOptions(
         ge=1,
         description="each distinct PII value of the forget set stands in at least this many training "
         "records: records that hold a value fewer carry are copied (1: no copies)",
-    )
-    opener_variants: int = Field(
-        0,
-        ge=0,
-        description="extra training records per forget record: the same values and text after them behind "
-        "another forget record's opener (its text before the first value), so each value is trained under "
-        "several prefixes (0: none)",
     )
 
 
@@ -307,8 +300,6 @@ class TwinFit(GradientMethod):
     stops_when_forgotten: ClassVar[bool] = False
 
     def examples(self, records: Sequence[Record], tokenizer: Any, seed: int) -> list[ForgetExample]:
-        if self.options.opener_variants:
-            records = [*records, *opener_variants(records, self.options.opener_variants, seed + 31)]
         examples = super().examples(records, tokenizer, seed)
         if self.options.value_copies > 1:
             examples = value_balanced(examples, records, self.options.value_copies)
