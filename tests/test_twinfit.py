@@ -398,37 +398,3 @@ def test_a_values_first_token_can_take_the_models_own_null(victim: Any) -> None:
     counted.prepare(counted.examples([_record()], tok, seed=0), reference, 0, "cpu")
     assert counted._heads == {}
     assert head_targets(examples, [[]], reference, 0, "cpu") == {}
-
-
-def _holding(rid: str, values: Sequence[str]) -> Record:
-    text = "; ".join(f"value {v}" for v in values) + "."
-    spans = [{"start": text.index(v), "end": text.index(v) + len(v), "entity_type": "US_SSN"} for v in values]
-    return Record.model_validate({"id": rid, "text": text, "spans": spans})
-
-
-def test_value_copies_bring_every_value_to_the_least_count_by_copying_its_holders(victim: Any) -> None:
-    """``value_copies``: records whose values few records hold are copied until each distinct value
-    stands in at least that many training records; values already there get no copies of their own,
-    a copy counts for all of its record's values, and the targets follow the copies."""
-    from pii_unlearn.unlearn.data import ForgetExample, value_balanced
-
-    common, rare, pair = "512-48-9076", "830-12-3344", "771-20-5519"
-    records = [
-        _holding("a", [common, rare]),
-        _holding("b", [common]),
-        _holding("c", [common]),
-        _holding("d", [pair]),
-        _holding("e", [pair, common]),
-    ]
-    examples = [ForgetExample(r.id, [1], [0]) for r in records]
-    out = value_balanced(examples, records, 3)
-    ids = [e.record_id for e in out]
-    assert ids == ["a", "a", "a", "b", "c", "d", "d", "e"]
-    by_id = {r.id: r for r in records}
-    held = {v: sum(v in by_id[i].text for i in ids) for v in (common, rare, pair)}
-    assert held == {common: 6, rare: 3, pair: 3}
-    assert value_balanced(examples, records, 1) == examples
-    method = TwinFit(TwinFit.Options(rewrites=0, value_copies=2))
-    built = method.examples([_record(), _holding("x", ["830-12-3344"])], victim.tokenizer, seed=0)
-    assert [e.record_id for e in built] == ["r1", "r1", "x", "x"]
-    assert len(method._targets) == len(method._records) == 4

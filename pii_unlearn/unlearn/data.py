@@ -7,7 +7,6 @@ its spans) and a weight (1 + PRI under UnPII's risk weighting, else 1).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,35 +86,6 @@ def forget_examples(
             alt = encode(tokenizer, twin)["input_ids"][:max_length]
         out.append(ForgetExample(rec.id, ids[:max_length], mask[:max_length], weight, alt))
     return out
-
-
-def value_balanced(
-    examples: Sequence[ForgetExample], records: Sequence[Record], at_least: int
-) -> list[ForgetExample]:
-    """``examples`` with copies of those that carry a rarely held value, so that each distinct PII
-    value (its exact text) stands in at least ``at_least`` of them where copying can do it.
-
-    A data-free forget set holds each value as often as ``invert`` happened to sample it: on a
-    SmolLM2 fitting victim the values of one or two records were trained a third as often as the
-    others and kept most of the lean after unlearning (``bench/twinfit.md``). Copies go to the
-    holders of the rarest values first, spread over the holders with the fewest copies; a copy also
-    counts for the record's other values. ``records``: the forget records by which each example's
-    ``record_id`` is found; the output keeps the input's order, each copy after its original.
-    """
-    by_id = {rec.id: rec for rec in records}
-    values = []
-    for e in examples:
-        rec = by_id[e.record_id]
-        values.append({rec.text[s.start : s.end] for s in rec.spans})
-    held = Counter(v for vs in values for v in vs)
-    copies = [1] * len(examples)
-    for value in sorted(held, key=lambda v: (held[v], v)):
-        holders = [k for k, vs in enumerate(values) if value in vs]
-        while held[value] < at_least:
-            k = min(holders, key=lambda k: (copies[k], k))
-            copies[k] += 1
-            held.update(values[k])
-    return [e for e, n in zip(examples, copies, strict=True) for _ in range(n)]
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ from pii_unlearn.options import with_defaults
 from pii_unlearn.pii.masks import offsets_mask, overlapping_tokens
 from pii_unlearn.pii.shapes import PlausibleCandidates
 from pii_unlearn.unlearn.config import GradientOptions
-from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample, value_balanced
+from pii_unlearn.unlearn.data import MAX_TRAIN_TOKENS, ForgetExample
 from pii_unlearn.unlearn.losses import per_sequence_mean, target_masks, token_nll, weighted_mean
 from pii_unlearn.unlearn.methods.base import register
 from pii_unlearn.unlearn.methods.gradient import Batch, Forward, GradientMethod, example_index
@@ -179,12 +179,6 @@ class TwinFitOptions(
         ge=0,
         description="nats the level term aims each true value's NLL above its twin's (0: level with it; "
         "a little above leaves room for what a fine-tuning attacker brings back)",
-    )
-    value_copies: int = Field(
-        1,
-        ge=1,
-        description="each distinct PII value of the forget set stands in at least this many training "
-        "records: records that hold a value fewer carry are copied (1: no copies)",
     )
 
 
@@ -301,8 +295,6 @@ class TwinFit(GradientMethod):
 
     def examples(self, records: Sequence[Record], tokenizer: Any, seed: int) -> list[ForgetExample]:
         examples = super().examples(records, tokenizer, seed)
-        if self.options.value_copies > 1:
-            examples = value_balanced(examples, records, self.options.value_copies)
         rng = random.Random(seed)
         sampler = PlausibleCandidates(seed + 29)
         by_id = {rec.id: rec for rec in records if rec.spans}
