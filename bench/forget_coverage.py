@@ -16,6 +16,10 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pii_unlearn.artifacts import Record
 
 #: The audit's per-value figures read, as (column, key in each target's ``model`` entry).
 FIGURES: tuple[tuple[str, str], ...] = (
@@ -25,13 +29,14 @@ FIGURES: tuple[tuple[str, str], ...] = (
 )
 
 
-def holdings(planted: list[dict], forget: list[dict]) -> dict[tuple[str, str], int]:
-    """Per planted value, keyed (record id, entity type), the forget records that contain it verbatim."""
+def holdings(planted: list[Record], forget: list[Record]) -> dict[tuple[str, str], int]:
+    """Per planted value, keyed (record id, entity type) as the audit's targets are, the forget
+    records that contain it verbatim."""
     out: dict[tuple[str, str], int] = {}
     for rec in planted:
-        for span in rec.get("spans", []):
-            value = rec["text"][span["start"] : span["end"]]
-            out[rec["id"], span["entity_type"]] = sum(value in f["text"] for f in forget)
+        for span in rec.spans:
+            value = rec.span_text(span)
+            out[str(rec.id), span.entity_type] = sum(value in f.text for f in forget)
     return out
 
 
@@ -59,6 +64,7 @@ def table(held: dict[tuple[str, str], int], audits: list[Path], cap: int) -> lis
 
 
 def main() -> None:
+    from pii_unlearn.artifacts import read_records
     from pii_unlearn.synth.victim import PLANTED_FILE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -68,10 +74,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=3, help="pool the values held this often or more")
     args = parser.parse_args()
 
-    def read(path: Path) -> list[dict]:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    held = holdings(read(args.victim / PLANTED_FILE), read(args.forget))
+    held = holdings(read_records(args.victim / PLANTED_FILE), read_records(args.forget))
     print("\n".join(table(held, args.audits, args.cap)))
 
 
